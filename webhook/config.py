@@ -1,0 +1,163 @@
+"""The policy file: what an operator may configure, validated strictly at load time.
+
+Owns the pydantic model of ``policy.yaml``, its embedded defaults, loading with errors that
+name the file, field and reason, and the policy digest written into enforced pods. It does
+not watch files (``webhook.reload``) and does not decide anything (``webhook.policies``).
+
+Every model forbids unknown fields, so a typo in the policy file fails at start-up instead of
+silently leaving a control at its default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from webhook.errors import ConfigError
+from webhook.quantity import parse_quantity
+from webhook.rules import RULES, Mode
+
+DEFAULT_POLICY_RESOURCE = "defaults/policy.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class RuntimeClassConfig(_Strict):
+    name: str = "kata"
+
+
+def _check_quantity(value: str) -> str:
+    parse_quantity(value)  # raises ValueError with a clear message
+    return value
+
+
+Quantity = Annotated[str, Field(min_length=1)]
+
+
+class MemoryConfig(_Strict):
+    pod_floor: Quantity = Field("2Gi", alias="podFloor")
+    container_default_request: Quantity = Field("256Mi", alias="containerDefaultRequest")
+    container_default_limit: Quantity = Field("512Mi", alias="containerDefaultLimit")
+
+    @field_validator("pod_floor", "container_default_request", "container_default_limit")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        return _check_quantity(value)
+
+
+class DNSOption(_Strict):
+    name: str = Field(min_length=1)
+    value: str | None = None
+
+
+class DNSConfig(_Strict):
+    nameservers: tuple[str, ...] = Field(("10.96.0.53",), min_length=1, max_length=3)
+    cluster_domain: str = Field("cluster.local", alias="clusterDomain", min_length=1)
+    options: tuple[DNSOption, ...] = (DNSOption(name="ndots", value="5"),)
+
+    @field_validator("nameservers")
+    @classmethod
+    def _ips(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for server in value:
+            try:
+                ipaddress.ip_address(server)
+            except ValueError as exc:
+                raise ValueError(f"nameserver {server!r} is not an IP address") from exc
+        return value
+
+
+class IstioConfig(_Strict):
+    revision: str | None = None
+    require_sidecar: bool = Field(True, alias="requireSidecar")
+    proxy_uid: int = Field(1337, alias="proxyUID", ge=0)
+    proxy_gid: int = Field(1337, alias="proxyGID", ge=0)
+
+
+class Policy(_Strict):
+    """The whole policy file. Field names are camelCase in YAML, like Kubernetes objects."""
+
+    runtime_class: RuntimeClassConfig = Field(default_factory=RuntimeClassConfig,
+                                              alias="runtimeClass")
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    dns: DNSConfig = Field(default_factory=DNSConfig)
+    istio: IstioConfig = Field(default_factory=IstioConfig)
+    rules: dict[str, Mode] = Field(default_factory=dict)
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, value: dict[str, Mode]) -> dict[str, Mode]:
+        unknown = sorted(set(value) - set(RULES))
+        if unknown:
+            raise ValueError(f"unknown rule id(s) {', '.join(unknown)}; known ids are listed "
+                             "in README.md")
+        return value
+
+    def mode(self, rule_id: str) -> Mode:
+        """The mode in force for a rule (the file's setting, else the rule's default)."""
+        mode = self.rules.get(rule_id)
+        if mode is not None:
+            return mode
+        return RULES[rule_id].default
+
+    def mutates(self, rule_id: str) -> bool:
+        """Mutations belong to rules: only an enforced rule changes the object."""
+        return self.mode(rule_id) is Mode.ENFORCE
+
+    def downgraded(self) -> Policy:
+        """This policy with every enforced rule turned to warn (namespaces in rollout)."""
+        modes = {rule_id: (Mode.WARN if self.mode(rule_id) is Mode.ENFORCE else
+                           self.mode(rule_id)) for rule_id in RULES}
+        return self.model_copy(update={"rules": modes})
+
+    @cached_property
+    def digest(self) -> str:
+        """A short, deterministic fingerprint of everything that shapes a decision."""
+        canonical = orjson.dumps(self.model_dump(mode="json", by_alias=True),
+                                 option=orjson.OPT_SORT_KEYS)
+        return "sha256:" + hashlib.sha256(canonical).hexdigest()[:16]
+
+
+def parse_policy(text: str, *, source: str) -> Policy:
+    """Parse policy YAML; every problem is a ConfigError naming the source and field."""
+    try:
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the policy must be a mapping, got {type(data).__name__}")
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {describe_validation_error(exc)}") from exc
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        problems.append(f"{where}: {error['msg']}")
+    return "; ".join(problems)
+
+
+def load_policy(path: Path | None) -> Policy:
+    """Load the policy file, or the embedded default when no path is given."""
+    if path is None:
+        text = resources.files("webhook").joinpath(DEFAULT_POLICY_RESOURCE).read_text("utf-8")
+        return parse_policy(text, source="embedded default policy")
+    try:
+        text = path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the policy file: {exc}") from exc
+    return parse_policy(text, source=str(path))

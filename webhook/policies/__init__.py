@@ -1,0 +1,22 @@
+"""Pure admission policies, one module (or package) per kind, and the table of handlers.
+
+Each handler takes the request facts and a ``Context`` and returns a ``Verdict``; none does
+I/O. ``webhook.admission`` looks handlers up here by (API group, kind): versions are not part
+of the key, so every served version of a kind gets the same policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from webhook.policies import pods
+from webhook.policies.context import Handler
+
+MUTATING: Mapping[tuple[str, str], Handler] = MappingProxyType({
+    ("", "Pod"): pods.mutate_pod,
+})
+
+VALIDATING: Mapping[tuple[str, str], Handler] = MappingProxyType({
+    ("", "Pod"): pods.validate_pod,
+})

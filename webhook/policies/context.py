@@ -1,0 +1,26 @@
+"""What a policy may know besides the object: the loaded policy file and egress registry.
+
+Owns the ``Context`` value handed to every handler and the ``Handler`` signature. The
+registry is ``None`` until a good registry has been loaded; ``registry_problem`` then says
+why, so that egress policies can fail closed with a useful message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from webhook.config import Policy
+from webhook.policies.result import Verdict
+from webhook.registry import Registry
+from webhook.review import Request
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    policy: Policy
+    registry: Registry | None = None
+    registry_problem: str = "no egress registry has been loaded"
+
+
+Handler = Callable[[Request, Context], Verdict]

@@ -1,0 +1,69 @@
+"""The values a policy returns: violations, mutations and warnings.
+
+Owns the vocabulary shared by every policy and the admission seam. Policies build these;
+``webhook.admission`` turns them into an AdmissionResponse. Nothing here knows HTTP or
+Kubernetes clients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+PatchOp = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """A broken rule: ``path`` is the offending field, ``message`` says what and how to fix."""
+
+    rule: str
+    path: str
+    message: str
+
+    def render(self) -> str:
+        return f"[{self.rule}] {self.path}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Mutation:
+    """A change the webhook makes, as JSON Patch operations against the raw request object.
+
+    ``field`` names what changed for metrics (``runtimeClassName``, ``memory``, ``dnsConfig``,
+    ``labels``, ``annotations``); ``note`` says it in kubectl's voice for the warning.
+    """
+
+    rule: str
+    field: str
+    ops: tuple[PatchOp, ...]
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Everything a policy has to say about one object."""
+
+    violations: tuple[Violation, ...] = ()
+    mutations: tuple[Mutation, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class VerdictBuilder:
+    """Accumulates a Verdict while a policy walks an object."""
+
+    violations: list[Violation] = field(default_factory=list)
+    mutations: list[Mutation] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def violate(self, rule: str, path: str, message: str) -> None:
+        self.violations.append(Violation(rule, path, message))
+
+    def mutate(self, rule: str, field_name: str, ops: tuple[PatchOp, ...], note: str) -> None:
+        self.mutations.append(Mutation(rule, field_name, ops, note))
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def build(self) -> Verdict:
+        return Verdict(tuple(self.violations), tuple(self.mutations), tuple(self.warnings))

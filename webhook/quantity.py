@@ -1,0 +1,56 @@
+"""Exact parsing and formatting of Kubernetes resource quantities.
+
+Owns the quantity grammar of ``k8s.io/apimachinery/pkg/api/resource``: binary suffixes
+(Ki..Ei), decimal suffixes (m, k, M..E), decimal exponents (``1e3``, ``5E-1``) and signs.
+Values are ``Fraction`` so that ``0.5Gi`` and ``512Mi`` compare equal with no float error.
+It knows nothing of pods; the memory-floor policy uses it.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL = {"m": Fraction(1, 1000), "": Fraction(1), "k": Fraction(10**3),
+            "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12),
+            "P": Fraction(10**15), "E": Fraction(10**18)}
+_QUANTITY = re.compile(
+    r"(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+))"
+    r"(?:(?P<binary>Ki|Mi|Gi|Ti|Pi|Ei)|[eE](?P<exponent>[+-]?\d+)|(?P<decimal>[mkMGTPE]?))"
+)
+# Kubernetes refuses exponents this large; bounding them keeps Fraction arithmetic cheap on
+# hostile input.
+_MAX_EXPONENT = 100
+
+
+def parse_quantity(text: str) -> Fraction:
+    """Parse a quantity exactly, or raise ValueError saying what was wrong."""
+    if not isinstance(text, str):
+        raise ValueError(f"quantity must be a string, got {type(text).__name__}")
+    match = _QUANTITY.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a Kubernetes quantity (examples: 512Mi, 2Gi, 1G, "
+                         "1e9, 500m)")
+    number = Fraction(match["number"])
+    if match["binary"]:
+        return number * _BINARY[match["binary"]]
+    if match["exponent"] is not None:
+        exponent = int(match["exponent"])
+        if abs(exponent) > _MAX_EXPONENT:
+            raise ValueError(f"{text!r}: exponent out of range")
+        return number * Fraction(10) ** exponent
+    return number * _DECIMAL[match["decimal"] or ""]
+
+
+def format_bytes(value: Fraction) -> str:
+    """Render a byte count in the largest binary unit that divides it exactly.
+
+    Fractions of a byte are rounded up: a floor must never be rendered below itself.
+    """
+    whole = -(-value.numerator // value.denominator)  # ceiling
+    for suffix in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
+        unit = _BINARY[suffix]
+        if whole and whole % unit == 0:
+            return f"{whole // unit}{suffix}"
+    return str(whole)

@@ -15,8 +15,10 @@ import argparse
 import ipaddress
 import os
 import secrets
+import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -234,6 +236,39 @@ def write_public(path: Path, data: bytes) -> None:
     tmp.write_bytes(data)
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
+
+
+def write_pair_atomically(directory: Path, *, files: Mapping[str, bytes]) -> bool:
+    """Publish ``files`` together, the way the kubelet updates a Secret volume.
+
+    The files go into a fresh hidden directory, a ``..data`` symlink is flipped to it with one
+    rename, and each visible name is a symlink through ``..data``. A reader polling the
+    directory therefore never sees a new certificate next to an old key. Every file is 0600.
+    Returns False (and touches nothing) when the published content is already ``files``.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        if all((directory / name).read_bytes() == data for name, data in files.items()):
+            return False
+    except OSError:
+        pass
+    version = Path(tempfile.mkdtemp(prefix="..", dir=directory))
+    for name, data in files.items():
+        write_private(version / name, data)
+    data_link = directory / "..data"
+    previous = data_link.resolve() if data_link.is_symlink() else None
+    staging = directory / "..data_tmp"
+    staging.unlink(missing_ok=True)
+    staging.symlink_to(version.name)
+    os.replace(staging, data_link)
+    for name in files:
+        visible = directory / name
+        if not visible.is_symlink():
+            visible.unlink(missing_ok=True)
+            visible.symlink_to(Path("..data") / name)
+    if previous is not None and previous != version.resolve():
+        shutil.rmtree(previous, ignore_errors=True)
+    return True
 
 
 def write_dev_bundle(

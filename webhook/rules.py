@@ -69,4 +69,51 @@ POD_RULES = (
     Rule("pod.host-aliases", "Pod", "no hostAliases"),
 )
 
-RULES: Mapping[str, Rule] = _catalogue(*POD_RULES)
+SERVICEENTRY_RULES = (
+    Rule("serviceentry.host-not-approved", "ServiceEntry", "every host is in the egress "
+         "registry for the object's namespace"),
+    Rule("serviceentry.host-denied", "ServiceEntry", "no host is on the registry's deny list"),
+    Rule("serviceentry.host-invalid", "ServiceEntry", "every host is a valid DNS name: no IP "
+         "literal, localhost, metadata, private-use or cluster name"),
+    Rule("serviceentry.wildcard-host", "ServiceEntry", "no wildcard hosts"),
+    Rule("serviceentry.resolution", "ServiceEntry", "resolution DNS, DNS_ROUND_ROBIN or "
+         "STATIC; NONE only with addresses the registry pins; never DYNAMIC_DNS"),
+    Rule("serviceentry.opaque-protocol", "ServiceEntry", "every port has a host-matched "
+         "protocol (HTTPS, TLS, HTTP, HTTP2, GRPC), not TCP or other opaque ones"),
+    Rule("serviceentry.addresses", "ServiceEntry", "addresses are exact IPs the registry lists "
+         "for every host (no CIDRs)"),
+    Rule("serviceentry.endpoints", "ServiceEntry", "endpoints point only at addresses or names "
+         "the registry lists, on approved ports"),
+    Rule("serviceentry.export-to", "ServiceEntry", "exportTo is set and names only namespaces "
+         "the hosts are approved for ('*' only when the registry allows mesh-wide export)"),
+    Rule("serviceentry.mesh-internal", "ServiceEntry", "location is MESH_EXTERNAL"),
+    Rule("serviceentry.workload-selector", "ServiceEntry", "no workloadSelector"),
+    Rule("serviceentry.port-not-approved", "ServiceEntry", "every port and protocol (and "
+         "targetPort) is approved for every host"),
+)
+
+SKILL_RULES = (
+    Rule("skill.egress-missing", "Skill", "spec.egressRequirements is present (an empty list "
+         "means no egress)"),
+    Rule("skill.egress-invalid", "Skill", "each requirement is {host, port, protocol} with an "
+         "exact DNS name, a port 1-65535 and HTTPS, TLS or HTTP"),
+    Rule("skill.host-not-approved", "Skill", "each host is approved for the Skill's namespace "
+         "on the declared port and protocol"),
+    Rule("skill.host-denied", "Skill", "no host is on the registry's deny list"),
+    Rule("skill.duplicate", "Skill", "no requirement is declared twice"),
+)
+
+SIDECAR_RULES = (
+    Rule("sidecar.allow-any", "Sidecar", "no outboundTrafficPolicy ALLOW_ANY or egressProxy "
+         "(they undo REGISTRY_ONLY)"),
+    Rule("sidecar.wildcard-egress", "Sidecar", "no egress hosts that import wildcard hosts "
+         "from every namespace (*/*, */*.example.com)"),
+)
+
+REGISTRY_RULES = (
+    Rule("registry.invalid", "ConfigMap", "the egress-registry ConfigMap holds a registry.yaml "
+         "that loads"),
+)
+
+RULES: Mapping[str, Rule] = _catalogue(*POD_RULES, *SERVICEENTRY_RULES, *SKILL_RULES,
+                                      *SIDECAR_RULES, *REGISTRY_RULES)

@@ -19,7 +19,14 @@ from typing import Annotated, Any
 
 import orjson
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from webhook.errors import ConfigError
 from webhook.quantity import parse_quantity
@@ -52,7 +59,19 @@ class MemoryConfig(_Strict):
     @field_validator("pod_floor", "container_default_request", "container_default_limit")
     @classmethod
     def _quantity(cls, value: str) -> str:
-        return _check_quantity(value)
+        _check_quantity(value)
+        if parse_quantity(value) <= 0:
+            raise ValueError(f"{value!r} must be above zero")
+        return value
+
+    @model_validator(mode="after")
+    def _request_within_limit(self) -> MemoryConfig:
+        # The webhook never sets a request above its limit; defaults that did would force it
+        # to break its own rule.
+        if (parse_quantity(self.container_default_request)
+                > parse_quantity(self.container_default_limit)):
+            raise ValueError("containerDefaultRequest must not exceed containerDefaultLimit")
+        return self
 
 
 class DNSOption(_Strict):

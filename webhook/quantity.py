@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+from functools import lru_cache
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {"m": Fraction(1, 1000), "": Fraction(1), "k": Fraction(10**3),
@@ -24,21 +25,37 @@ _QUANTITY = re.compile(
 _MAX_EXPONENT = 100
 
 
-def parse_quantity(text: str) -> Fraction:
-    """Parse a quantity exactly, or raise ValueError saying what was wrong."""
-    if not isinstance(text, str):
+def parse_quantity(text: object) -> Fraction:
+    """Parse a quantity exactly, or raise ValueError saying what was wrong.
+
+    A JSON integer is accepted as the API server does (``memory: 1073741824``); booleans,
+    floats and everything else are refused, because their text form is ambiguous.
+    """
+    if isinstance(text, bool) or not isinstance(text, str | int):
         raise ValueError(f"quantity must be a string, got {type(text).__name__}")
-    match = _QUANTITY.fullmatch(text.strip())
+    return _parse(str(text))
+
+
+# Pods repeat the same few quantities endlessly; parsing is pure, and Fractions are immutable.
+@lru_cache(maxsize=1024)
+def _parse(text: str) -> Fraction:
+    # No stripping: the API server refuses surrounding whitespace, so must we.
+    match = _QUANTITY.fullmatch(text)
     if match is None:
         raise ValueError(f"{text!r} is not a Kubernetes quantity (examples: 512Mi, 2Gi, 1G, "
                          "1e9, 500m)")
-    number = Fraction(match["number"])
+    try:
+        number = Fraction(match["number"])
+    except ValueError as exc:  # e.g. more digits than int() accepts
+        raise ValueError(f"{text[:40]!r}... is not a usable quantity: {exc}") from exc
     if match["binary"]:
         return number * _BINARY[match["binary"]]
     if match["exponent"] is not None:
-        exponent = int(match["exponent"])
-        if abs(exponent) > _MAX_EXPONENT:
-            raise ValueError(f"{text!r}: exponent out of range")
+        raw = match["exponent"]
+        digits = raw.lstrip("+-").lstrip("0") or "0"
+        if len(digits) > 3 or int(digits) > _MAX_EXPONENT:
+            raise ValueError(f"{text[:40]!r}: exponent out of range")
+        exponent = -int(digits) if raw.startswith("-") else int(digits)
         return number * Fraction(10) ** exponent
     return number * _DECIMAL[match["decimal"] or ""]
 

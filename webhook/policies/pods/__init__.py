@@ -1,15 +1,62 @@
-"""Placeholder until the pod policy lands."""
+"""The agent-pod policy: Kata isolation, memory floors, filtered DNS and the Istio sidecar.
+
+Every pod this webhook is sent is an agent pod (the webhook configuration selects only
+namespaces labelled ``agentsandbox.io/enforce: "true"``). This package owns the two
+admission handlers and the pure cores other policies reuse for pod templates:
+
+- ``mutate_pod``: CREATE only; checks everything that can be checked before Istio's
+  injector runs and patches in the runtime class, memory floors, DNS and Istio labels.
+- ``validate_pod``: CREATE (the final pod, after every mutating webhook), UPDATE of
+  ``pods/ephemeralcontainers`` (the added containers) and of ``pods/resize`` (the floor).
+- ``mutate_pod_object`` / ``validate_pod_object`` / ``check_pod_template``: the same logic
+  over a raw pod-shaped dict, for workload templates and offline checks.
+
+Modules: ``walk`` (raw-dict plumbing), ``compiled`` (per-policy precomputation), ``memory``,
+``dns``, ``isolation``, ``istio`` and ``iptables`` (the rules), ``validate``, ``mutate`` and
+``template`` (assembly).
+"""
 
 from __future__ import annotations
 
 from webhook.policies.context import Context
+from webhook.policies.pods.mutate import mutate_pod_object
+from webhook.policies.pods.template import check_pod_template
+from webhook.policies.pods.validate import check_new_ephemeral, check_resize, validate_pod_object
 from webhook.policies.result import Verdict
 from webhook.review import Request
 
+__all__ = ["check_pod_template", "mutate_pod", "mutate_pod_object", "validate_pod",
+           "validate_pod_object"]
+
 
 def mutate_pod(request: Request, context: Context) -> Verdict:
-    return Verdict()
+    """The mutating handler: only a pod's CREATE is patched; everything else passes."""
+    if request.operation != "CREATE" or request.sub_resource or request.object is None:
+        return Verdict()
+    return mutate_pod_object(request.object, namespace=_namespace(request),
+                             policy=context.policy)
 
 
 def validate_pod(request: Request, context: Context) -> Verdict:
+    """The validating handler over the object as it will be stored."""
+    pod = request.object
+    if pod is None:
+        return Verdict()
+    if request.operation == "CREATE" and not request.sub_resource:
+        return validate_pod_object(pod, policy=context.policy, final=True,
+                                   namespace=_namespace(request))
+    if request.operation == "UPDATE" and request.sub_resource == "ephemeralcontainers":
+        return check_new_ephemeral(pod, request.old_object, policy=context.policy)
+    if request.operation == "UPDATE" and request.sub_resource == "resize":
+        return check_resize(pod, policy=context.policy)
+    # A plain UPDATE cannot change what we guard: the pod spec is immutable there.
     return Verdict()
+
+
+def _namespace(request: Request) -> str:
+    """The request's namespace: controller-made pods often carry none in the body."""
+    if request.namespace:
+        return request.namespace
+    metadata = request.object.get("metadata") if request.object else None
+    namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+    return namespace if isinstance(namespace, str) else ""

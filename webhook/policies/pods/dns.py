@@ -1,0 +1,81 @@
+"""DNS (``pod.dns``): agent pods resolve names only through the filtering resolver.
+
+Owns the expected ``dnsPolicy: None`` + ``dnsConfig`` for a namespace, the patch that forces
+them, and the final-pod check that they are exactly as configured. With ``dnsPolicy: None``
+resolv.conf is exactly ``dnsConfig``, so anything else could name another resolver. It does
+not handle ``hostAliases`` (``isolation``) and cannot see the NetworkPolicy that should pair
+with it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webhook.policies.pods.compiled import CompiledPolicy
+from webhook.policies.pods.walk import join
+from webhook.policies.result import PatchOp, VerdictBuilder
+
+RULE = "pod.dns"
+
+
+def describe(config: Any) -> str:
+    """A short, one-line rendering of a dnsConfig for warnings."""
+    if not isinstance(config, dict):
+        return repr(config)
+    parts = []
+    for key in ("nameservers", "searches"):
+        values = config.get(key)
+        if isinstance(values, list) and values:
+            parts.append(f"{key}={','.join(str(v) for v in values)}")
+    options = config.get("options")
+    if isinstance(options, list) and options:
+        rendered = [f"{o.get('name')}:{o.get('value')}" if isinstance(o, dict) and
+                    o.get("value") is not None else str(o.get("name") if isinstance(o, dict)
+                                                        else o) for o in options]
+        parts.append(f"options={','.join(rendered)}")
+    return " ".join(parts) or "empty"
+
+
+def plan_dns(spec: dict[str, Any], *, namespace: str, compiled: CompiledPolicy,
+             pointer: str) -> list[tuple[tuple[PatchOp, ...], str]]:
+    """(ops, note) pairs that force the resolver; empty when the pod already has it."""
+    changes: list[tuple[tuple[PatchOp, ...], str]] = []
+    policy = spec.get("dnsPolicy")
+    if policy != "None":
+        was = f" (was {policy})" if policy is not None else ""
+        changes.append(((({"op": "add", "path": f"{pointer}/spec/dnsPolicy",
+                           "value": "None"}),), f"set dnsPolicy=None{was}"))
+    expected = compiled.dns_config(namespace)
+    current = spec.get("dnsConfig")
+    if current != expected:
+        if current:
+            note = f"replace dnsConfig ({describe(current)}) with {describe(expected)}"
+        else:
+            note = f"set dnsConfig {describe(expected)}"
+        changes.append((({"op": "add", "path": f"{pointer}/spec/dnsConfig",
+                          "value": expected},), note))
+    return changes
+
+
+def check_dns(spec: dict[str, Any], *, namespace: str | None, compiled: CompiledPolicy,
+              builder: VerdictBuilder, path: str) -> None:
+    """Final-pod check: dnsPolicy None and dnsConfig exactly as configured."""
+    policy = spec.get("dnsPolicy")
+    if policy != "None":
+        builder.violate(RULE, join(path, "spec.dnsPolicy"), f"is {policy!r}, not 'None'; "
+                        "agent pods resolve only through the filtering resolver: set "
+                        "dnsPolicy: None (the mutating webhook does; is it installed?)")
+    current = spec.get("dnsConfig")
+    expected = compiled.dns_config(namespace or "")
+    if namespace is None and isinstance(current, dict):
+        # A pod body without a namespace (and none given): accept any <ns>.svc.<domain> as
+        # the first search, and check the rest exactly.
+        searches = current.get("searches")
+        suffix = f".svc.{compiled.cluster_domain}"
+        if (isinstance(searches, list) and searches and isinstance(searches[0], str)
+                and searches[0].endswith(suffix) and searches[0] != suffix.lstrip(".")):
+            expected["searches"][0] = searches[0]
+    if current != expected:
+        builder.violate(RULE, join(path, "spec.dnsConfig"), f"is {describe(current)}, not "
+                        f"{describe(expected)}; set exactly the filtering resolver's "
+                        "dnsConfig (remove your own dnsConfig and let the webhook set it)")

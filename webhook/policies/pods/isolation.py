@@ -1,0 +1,169 @@
+"""The isolation rules of THREATS.md: nothing of the host, no privilege, no proxy identity.
+
+Owns the pod-level checks (host namespaces, hostPath, sysctls, shareProcessNamespace,
+hostAliases, Kata annotations, pod securityContext identity) and the per-container checks
+(hostPort, privileged, procMount, added capabilities, runAsUser/runAsGroup) over containers,
+init containers and ephemeral containers alike. Istio's own containers are recognised by
+``classify`` (name AND shape) so that only they get their exemptions: ``istio-init`` may add
+NET_ADMIN/NET_RAW, ``istio-proxy`` (and the CNI's ``istio-validation``) may run as the proxy
+UID/GID. It does not decide what is Istio's before injection: then every container is the
+user's (``final=False``).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from webhook.policies.pods.compiled import CompiledPolicy
+from webhook.policies.pods.iptables import iptables_argv
+from webhook.policies.pods.walk import INIT_CONTAINERS, ContainerRef, join
+from webhook.policies.result import VerdictBuilder
+
+ISTIO_INIT_CAPABILITIES = frozenset({"NET_ADMIN", "NET_RAW"})
+KATA_ANNOTATION_PREFIX = "io.katacontainers."
+RUNTIME_HANDLER_ANNOTATIONS = frozenset({"io.containerd.cri.runtime-handler",
+                                         "io.kubernetes.cri.runtime-handler",
+                                         "io.kubernetes.cri-o.RuntimeHandler"})
+
+
+class Role(Enum):
+    APP = "app"
+    PROXY = "istio-proxy"
+    IPTABLES_INIT = "istio-init"
+    CNI_VALIDATION = "istio-validation"
+
+
+def classify(ref: ContainerRef, *, final: bool) -> Role:
+    """Which of Istio's injected containers this is, if any (only in the final pod)."""
+    if not final or ref.kind not in ("containers", INIT_CONTAINERS):
+        return Role.APP
+    if ref.name == "istio-proxy":
+        if ref.kind == "containers" or ref.body.get("restartPolicy") == "Always":
+            return Role.PROXY
+        return Role.APP
+    if ref.kind == INIT_CONTAINERS and iptables_argv(ref.body) is not None:
+        if ref.name == "istio-init":
+            return Role.IPTABLES_INIT
+        if ref.name == "istio-validation":
+            return Role.CNI_VALIDATION
+    return Role.APP
+
+
+def _set(value: Any) -> bool:
+    """A boolean-ish field that is anything but absent or false counts as set."""
+    return value is not None and value is not False
+
+
+def check_pod_level(metadata: dict[str, Any], spec: dict[str, Any], annotations: dict[str, Any],
+                    *, compiled: CompiledPolicy, builder: VerdictBuilder, path: str) -> None:
+    on = compiled.active
+    spec_path = join(path, "spec")
+    if on("pod.host-namespaces"):
+        for key in ("hostNetwork", "hostPID", "hostIPC"):
+            if _set(spec.get(key)):
+                builder.violate("pod.host-namespaces", join(spec_path, key), "shares a host "
+                                f"namespace, which the Kata VM cannot give and would bypass "
+                                f"the sidecar; remove {key}")
+    if on("pod.share-process-namespace") and _set(spec.get("shareProcessNamespace")):
+        builder.violate("pod.share-process-namespace", join(spec_path, "shareProcessNamespace"),
+                        "lets app containers reach the proxy's processes; remove it")
+    if on("pod.host-aliases") and spec.get("hostAliases"):
+        builder.violate("pod.host-aliases", join(spec_path, "hostAliases"), "pins names to "
+                        "arbitrary IPs in /etc/hosts, around the filtering resolver; remove "
+                        "hostAliases")
+    if on("pod.host-path"):
+        volumes = spec.get("volumes")
+        for index, volume in enumerate(volumes if isinstance(volumes, list) else ()):
+            if isinstance(volume, dict) and volume.get("hostPath") is not None:
+                name = volume.get("name")
+                builder.violate("pod.host-path", f"{spec_path}.volumes[{name or index}].hostPath",
+                                "mounts a host path into the pod; use an emptyDir, configMap, "
+                                "secret or persistent volume instead")
+    security = spec.get("securityContext")
+    security = security if isinstance(security, dict) else {}
+    sc_path = join(spec_path, "securityContext")
+    if on("pod.sysctls") and security.get("sysctls"):
+        builder.violate("pod.sysctls", join(sc_path, "sysctls"), "sets kernel parameters per "
+                        "pod; remove sysctls")
+    if on("pod.proxy-identity"):
+        for key, wanted in (("runAsUser", compiled.proxy_uid), ("runAsGroup", compiled.proxy_gid),
+                            ("fsGroup", compiled.proxy_gid)):
+            if _same_id(security.get(key), wanted):
+                builder.violate("pod.proxy-identity", join(sc_path, key), _identity_message(key,
+                                wanted))
+        groups = security.get("supplementalGroups")
+        if isinstance(groups, list) and any(_same_id(g, compiled.proxy_gid) for g in groups):
+            builder.violate("pod.proxy-identity", join(sc_path, "supplementalGroups"),
+                            _identity_message("supplementalGroups", compiled.proxy_gid))
+    if on("pod.kata-annotations"):
+        for key in annotations:
+            if key.startswith(KATA_ANNOTATION_PREFIX) or key in RUNTIME_HANDLER_ANNOTATIONS:
+                builder.violate("pod.kata-annotations", join(path, f"metadata.annotations[{key}]"),
+                                "overrides the Kata runtime or hypervisor per pod; remove the "
+                                "annotation")
+
+
+def _same_id(value: Any, wanted: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value == wanted
+
+
+def _identity_message(key: str, wanted: int) -> str:
+    return (f"is {wanted}, the Istio proxy's identity, whose traffic iptables lets through "
+            f"uncaptured; use another {('UID' if key == 'runAsUser' else 'GID')}")
+
+
+def check_container(ref: ContainerRef, role: Role, *, compiled: CompiledPolicy,
+                    builder: VerdictBuilder) -> None:
+    """Per-container isolation checks; ``role`` grants Istio's containers their exemptions."""
+    on = compiled.active
+    if on("pod.host-ports"):
+        ports = ref.body.get("ports")
+        for index, port in enumerate(ports if isinstance(ports, list) else ()):
+            if isinstance(port, dict) and port.get("hostPort") not in (None, 0):
+                builder.violate("pod.host-ports", f"{ref.path}.ports[{index}].hostPort",
+                                "binds a port on the host; remove hostPort (use a Service)")
+    security = ref.body.get("securityContext")
+    if security is None:
+        return
+    sc_path = join(ref.path, "securityContext")
+    if not isinstance(security, dict):
+        builder.violate("pod.privileged", sc_path, "must be an object; fix the container's "
+                        "securityContext")
+        return
+    if on("pod.privileged") and _set(security.get("privileged")):
+        builder.violate("pod.privileged", join(sc_path, "privileged"), "gives the container "
+                        "the whole VM and its network rules; remove privileged: true")
+    if on("pod.proc-mount") and security.get("procMount") not in (None, "Default"):
+        builder.violate("pod.proc-mount", join(sc_path, "procMount"),
+                        f"is {security.get('procMount')!r}; remove it or set Default")
+    if on("pod.capabilities"):
+        _check_capabilities(ref, role, security, builder=builder, sc_path=sc_path)
+    if on("pod.proxy-identity") and role not in (Role.PROXY, Role.CNI_VALIDATION):
+        for key, wanted in (("runAsUser", compiled.proxy_uid),
+                            ("runAsGroup", compiled.proxy_gid)):
+            if _same_id(security.get(key), wanted):
+                builder.violate("pod.proxy-identity", join(sc_path, key),
+                                _identity_message(key, wanted))
+
+
+def _check_capabilities(ref: ContainerRef, role: Role, security: dict[str, Any], *,
+                        builder: VerdictBuilder, sc_path: str) -> None:
+    capabilities = security.get("capabilities")
+    if capabilities is None:
+        return
+    where = join(sc_path, "capabilities.add")
+    added = capabilities.get("add") if isinstance(capabilities, dict) else capabilities
+    if added is None or added == []:
+        return
+    if not isinstance(added, list):
+        builder.violate("pod.capabilities", where, "must be a list; drop capabilities instead "
+                        "of adding them")
+        return
+    allowed = ISTIO_INIT_CAPABILITIES if role is Role.IPTABLES_INIT else frozenset()
+    extra = [str(cap) for cap in added
+             if not (isinstance(cap, str) and cap.upper().removeprefix("CAP_") in allowed)]
+    if extra:
+        builder.violate("pod.capabilities", where, f"adds {', '.join(extra)}, which lets the "
+                        "container rewrite or evade its own traffic capture; remove "
+                        "capabilities.add (only Istio's istio-init may add NET_ADMIN/NET_RAW)")

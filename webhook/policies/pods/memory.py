@@ -1,0 +1,188 @@
+"""The memory floor (``pod.memory-floor``): what a Kata VM needs to boot and keep running.
+
+Owns reading app containers' memory requests and limits exactly, planning the smallest
+raises that satisfy the floors, and checking that a final pod satisfies them. The rules:
+every app container has a memory request and limit (defaults from the policy; a limit never
+below its request); the pod's totals of requests and of limits each reach ``podFloor``, the
+shortfall going to the main container (``kubectl.kubernetes.io/default-container``, else the
+first). Nothing is ever lowered. "App containers" are ``spec.containers`` without Istio's
+``istio-proxy``, at both stages, so the mutating and validating webhooks count the same
+thing. It does not emit JSON Patch itself (``mutate`` does) nor look at other resources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from webhook.policies.pods.compiled import CompiledPolicy
+from webhook.policies.pods.walk import CONTAINERS, ContainerRef, iter_containers, join
+from webhook.policies.result import VerdictBuilder
+from webhook.quantity import format_bytes, parse_quantity
+
+RULE = "pod.memory-floor"
+PROXY_CONTAINER = "istio-proxy"
+DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+SECTIONS = ("requests", "limits")
+
+
+@dataclass(slots=True)
+class Sizing:
+    """One app container's memory request and limit, as read and as planned."""
+
+    ref: ContainerRef
+    request: Fraction | None
+    limit: Fraction | None
+    request_text: str | None
+    limit_text: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryRaise:
+    """One planned raise: ``section`` is ``requests`` or ``limits``."""
+
+    ref: ContainerRef
+    section: str
+    value: str
+    reason: str
+
+
+def app_containers(spec: dict[str, Any], *, pointer: str, path: str) -> list[ContainerRef]:
+    return [ref for ref in iter_containers(spec, pointer=pointer, path=path, kinds=(CONTAINERS,))
+            if ref.name != PROXY_CONTAINER]
+
+
+def read_sizings(refs: list[ContainerRef], *, builder: VerdictBuilder) -> list[Sizing] | None:
+    """Each container's memory, or None when any quantity is unusable (violations recorded)."""
+    sizings: list[Sizing] = []
+    usable = True
+    for ref in refs:
+        values: dict[str, tuple[Fraction | None, str | None]] = {}
+        for section in SECTIONS:
+            read = _read(ref, section, builder=builder)
+            if read is None:
+                usable = False
+                read = (None, None)
+            values[section] = read
+        (request, request_text), (limit, limit_text) = values["requests"], values["limits"]
+        sizings.append(Sizing(ref, request, limit, request_text, limit_text))
+    return sizings if usable else None
+
+
+def _read(ref: ContainerRef, section: str, *,
+          builder: VerdictBuilder) -> tuple[Fraction | None, str | None] | None:
+    """(value, text), (None, None) when absent, or None when unusable (violation recorded)."""
+    resources = ref.body.get("resources")
+    if resources is None:
+        return None, None
+    if not isinstance(resources, dict):
+        builder.violate(RULE, join(ref.path, "resources"), "must be an object with requests "
+                        "and limits; fix the container's resources")
+        return None
+    values = resources.get(section)
+    if values is None:
+        return None, None
+    if not isinstance(values, dict):
+        builder.violate(RULE, join(ref.path, f"resources.{section}"), "must be a map of "
+                        "resource names to quantities; fix the container's resources")
+        return None
+    text = values.get("memory")
+    if text is None:
+        return None, None
+    where = join(ref.path, f"resources.{section}.memory")
+    try:
+        value = parse_quantity(text)
+    except ValueError as exc:
+        builder.violate(RULE, where, f"{exc}; write the memory as a Kubernetes quantity "
+                        "such as 512Mi or 2Gi")
+        return None
+    if value < 0:
+        builder.violate(RULE, where, f"{text!r} is negative; write a positive quantity "
+                        "such as 512Mi")
+        return None
+    return value, str(text)
+
+
+def main_index(sizings: list[Sizing], annotations: dict[str, Any]) -> int:
+    """The container that takes the shortfall: the default-container annotation, else first."""
+    wanted = annotations.get(DEFAULT_CONTAINER_ANNOTATION)
+    for index, sizing in enumerate(sizings):
+        if isinstance(wanted, str) and sizing.ref.name == wanted:
+            return index
+    return 0
+
+
+def plan_raises(sizings: list[Sizing], *, annotations: dict[str, Any],
+                compiled: CompiledPolicy) -> list[MemoryRaise]:
+    """The smallest raises that satisfy every floor, in container order, requests first."""
+    if not sizings:
+        return []
+    floor_note = f"pod floor {compiled.pod_floor_text}"
+    planned: list[tuple[Fraction, str | None, str]] = []  # per container and section
+    for sizing in sizings:
+        request, limit = sizing.request, sizing.limit
+        request_text, limit_text = sizing.request_text, sizing.limit_text
+        limit_reason = request_reason = ""
+        if limit is None:
+            if request is not None and request > compiled.default_limit:
+                limit, limit_text, limit_reason = request, request_text, "not below its request"
+            else:
+                limit, limit_text = compiled.default_limit, compiled.default_limit_text
+                limit_reason = "container default"
+        if request is None:
+            if compiled.default_request > limit:
+                request, request_text, request_reason = limit, limit_text, "not above its limit"
+            else:
+                request, request_text = compiled.default_request, compiled.default_request_text
+                request_reason = "container default"
+        if request > limit:  # invalid input; raise the limit rather than lower the request
+            limit, limit_text, limit_reason = request, request_text, "not below its request"
+        planned.append((request, request_text, request_reason))
+        planned.append((limit, limit_text, limit_reason))
+    main = main_index(sizings, annotations)
+    for offset in (0, 1):  # requests, then limits
+        total = sum(planned[2 * i + offset][0] for i in range(len(sizings)))
+        if total < compiled.pod_floor:
+            value = planned[2 * main + offset][0] + compiled.pod_floor - total
+            planned[2 * main + offset] = (value, None, floor_note)
+    if planned[2 * main][0] > planned[2 * main + 1][0]:
+        planned[2 * main + 1] = (planned[2 * main][0], planned[2 * main][1], floor_note)
+    raises: list[MemoryRaise] = []
+    for index, sizing in enumerate(sizings):
+        for offset, section in enumerate(SECTIONS):
+            value, text, reason = planned[2 * index + offset]
+            old = sizing.request if offset == 0 else sizing.limit
+            if old is not None and value <= old:
+                continue
+            raises.append(MemoryRaise(sizing.ref, section, text or format_bytes(value), reason))
+    return raises
+
+
+def check_floors(sizings: list[Sizing], *, compiled: CompiledPolicy,
+                 builder: VerdictBuilder, path: str) -> None:
+    """Final-pod check: every request and limit present, ordered, and totals at the floor."""
+    floor = compiled.pod_floor_text
+    if not sizings:
+        builder.violate(RULE, join(path, "spec.containers"), "the pod has no app container "
+                        f"to carry the {floor} memory floor; add a container")
+        return
+    for sizing in sizings:
+        for section, value in (("requests", sizing.request), ("limits", sizing.limit)):
+            if value is None:
+                builder.violate(RULE, join(sizing.ref.path, f"resources.{section}.memory"),
+                                f"is not set; set a memory {section[:-1]} (the mutating "
+                                "webhook sets one: is it installed and ordered first?)")
+        if (sizing.request is not None and sizing.limit is not None
+                and sizing.request > sizing.limit):
+            builder.violate(RULE, join(sizing.ref.path, "resources.requests.memory"),
+                            f"{sizing.request_text} is above the limit {sizing.limit_text}; "
+                            "raise the limit")
+    for section, index in (("requests", 0), ("limits", 1)):
+        values = [(s.request, s.limit)[index] for s in sizings]
+        total = sum((v for v in values if v is not None), Fraction(0))
+        if total < compiled.pod_floor:
+            builder.violate(RULE, join(path, "spec.containers"),
+                            f"the app containers' memory {section} total "
+                            f"{format_bytes(total)}, below the {floor} floor a Kata VM needs; "
+                            f"raise the main container's memory {section[:-1]}")

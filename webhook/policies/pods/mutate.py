@@ -1,0 +1,170 @@
+"""The mutating side of the pod policy: the JSON Patch that makes a pod an agent pod.
+
+Owns planning every change (runtime class, Istio labels, the enforced-policy annotation,
+DNS, memory) as JSON Patch operations against the raw object, and ``mutate_pod_object``,
+which also runs every pre-injection check so a user sees all refusals at once. Each
+change belongs to a rule: enforced rules patch, warned rules only say ``would ...``, rules
+that are off do neither. Ops only ever ``add`` (which sets a member whether or not it
+exists), and a missing map is added before anything is added into it. Changes are planned
+in a fixed order, so the same input gives the same patch, and a pod that already complies
+gives none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from webhook.config import Policy
+from webhook.policies.pods import dns, istio, memory
+from webhook.policies.pods.compiled import CompiledPolicy, compile_policy
+from webhook.policies.pods.validate import RUNTIME_RULE, check_pod
+from webhook.policies.pods.walk import display_from_pointer, escape, pod_parts, string_map
+from webhook.policies.result import PatchOp, Verdict, VerdictBuilder
+
+ENFORCED_ANNOTATION = "agentsandbox.io/enforced"
+MUTATING_RULES = (RUNTIME_RULE, memory.RULE, dns.RULE, "pod.istio-inject")
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """One change the webhook would make, with the rule it belongs to."""
+
+    rule: str
+    field: str
+    ops: tuple[PatchOp, ...]
+    note: str  # kubectl's voice, e.g. "set runtimeClassName=kata"
+    marker: bool = False  # the bookkeeping annotation, not a change users need to hear of
+
+
+class _Maps:
+    """Which maps exist (or were added by earlier ops) so ``add`` never targets a gap."""
+
+    def __init__(self, pod: dict[str, Any], metadata_present: bool) -> None:
+        self._present: set[str] = set()
+        if metadata_present:
+            self._present.add("/metadata")
+            meta = pod["metadata"]
+            self._present.update(f"/metadata/{key}" for key in ("labels", "annotations")
+                                 if isinstance(meta.get(key), dict))
+
+    def ensure(self, pointer: str, relative: str, ops: list[PatchOp]) -> None:
+        parts = relative.strip("/").split("/")
+        for depth in range(1, len(parts) + 1):
+            here = "/" + "/".join(parts[:depth])
+            if here not in self._present:
+                ops.append({"op": "add", "path": pointer + here, "value": {}})
+                self._present.add(here)
+
+
+def plan_pod(pod: dict[str, Any], *, namespace: str, compiled: CompiledPolicy, pointer: str,
+             builder: VerdictBuilder) -> list[Planned]:
+    """Check ``pod`` before injection (into ``builder``) and plan every change to it."""
+    path = display_from_pointer(pointer)
+    check_pod(pod, compiled=compiled, builder=builder, path=path, final=False,
+              namespace=namespace)
+    metadata, spec = pod_parts(pod, path=path)
+    labels = string_map(metadata, "labels", path=path)
+    annotations = string_map(metadata, "annotations", path=path)
+    maps = _Maps(pod, isinstance(pod.get("metadata"), dict))
+    planned: list[Planned] = []
+    refused = {violation.rule for violation in builder.violations}
+
+    wanted_labels = _wanted_labels(labels, annotations, compiled)
+    if wanted_labels and "pod.istio-inject" not in refused and compiled.active("pod.istio-inject"):
+        ops: list[PatchOp] = []
+        maps.ensure(pointer, "/metadata/labels", ops)
+        notes = []
+        for key, value in wanted_labels:
+            ops.append({"op": "add", "path": f"{pointer}/metadata/labels/{escape(key)}",
+                        "value": value})
+            notes.append(f"add label {key}={value}")
+        planned.append(Planned("pod.istio-inject", "labels", tuple(ops), "; ".join(notes)))
+
+    if compiled.active(RUNTIME_RULE) and spec.get("runtimeClassName") is None:
+        planned.append(Planned(RUNTIME_RULE, "runtimeClassName", ({
+            "op": "add", "path": f"{pointer}/spec/runtimeClassName",
+            "value": compiled.runtime_class},), f"set runtimeClassName={compiled.runtime_class}"))
+
+    if compiled.active(dns.RULE):
+        for ops_, note in dns.plan_dns(spec, namespace=namespace, compiled=compiled,
+                                       pointer=pointer):
+            planned.append(Planned(dns.RULE, "dnsConfig", ops_, note))
+
+    if compiled.active(memory.RULE) and memory.RULE not in refused:
+        planned.extend(_plan_memory(spec, annotations, compiled=compiled, pointer=pointer,
+                                    path=path, builder=builder))
+
+    if (any(compiled.mutates(rule) for rule in MUTATING_RULES)
+            and annotations.get(ENFORCED_ANNOTATION) != compiled.digest):
+        rule = next(rule for rule in MUTATING_RULES if compiled.mutates(rule))
+        ops = []
+        maps.ensure(pointer, "/metadata/annotations", ops)
+        ops.append({"op": "add", "path": f"{pointer}/metadata/annotations/"
+                    f"{escape(ENFORCED_ANNOTATION)}", "value": compiled.digest})
+        planned.append(Planned(rule, "annotations", tuple(ops), "set annotation "
+                               f"{ENFORCED_ANNOTATION}={compiled.digest}", marker=True))
+    return planned
+
+
+def _wanted_labels(labels: dict[str, Any], annotations: dict[str, Any],
+                   compiled: CompiledPolicy) -> list[tuple[str, str]]:
+    wanted = []
+    if labels.get(istio.INJECT) is None:
+        wanted.append((istio.INJECT, "true"))
+    if compiled.revision and labels.get(istio.REVISION) is None:
+        wanted.append((istio.REVISION, compiled.revision))
+    return wanted
+
+
+def _plan_memory(spec: dict[str, Any], annotations: dict[str, Any], *,
+                 compiled: CompiledPolicy, pointer: str, path: str,
+                 builder: VerdictBuilder) -> list[Planned]:
+    refs = memory.app_containers(spec, pointer=pointer, path=path)
+    if not refs:
+        builder.violate(memory.RULE, f"{path + '.' if path else ''}spec.containers", "the pod "
+                        f"has no app container to carry the {compiled.pod_floor_text} memory "
+                        "floor; add a container")
+        return []
+    sizings = memory.read_sizings(refs, builder=builder)
+    if sizings is None:
+        return []
+    planned = []
+    present: dict[str, set[str]] = {}  # container pointer -> resources maps present
+    for change in memory.plan_raises(sizings, annotations=annotations, compiled=compiled):
+        container = change.ref.pointer
+        if container not in present:
+            present[container] = _resource_maps(change.ref.body)
+        ops: list[PatchOp] = []
+        for part in ("resources", f"resources/{change.section}"):
+            if part not in present[container]:
+                ops.append({"op": "add", "path": f"{container}/{part}", "value": {}})
+                present[container].add(part)
+        ops.append({"op": "add", "path": f"{container}/resources/{change.section}/memory",
+                    "value": change.value})
+        planned.append(Planned(memory.RULE, "memory", tuple(ops),
+                               f"set {change.ref.short}.resources.{change.section}.memory="
+                               f"{change.value} ({change.reason})"))
+    return planned
+
+
+def _resource_maps(container: dict[str, Any]) -> set[str]:
+    resources = container.get("resources")
+    if not isinstance(resources, dict):
+        return set()
+    return {"resources"} | {f"resources/{section}" for section in memory.SECTIONS
+                            if isinstance(resources.get(section), dict)}
+
+
+def mutate_pod_object(pod: dict[str, Any], *, namespace: str, policy: Policy,
+                      pointer: str = "") -> Verdict:
+    """Pre-injection checks and the patch for one raw pod; op paths start with ``pointer``."""
+    compiled = compile_policy(policy)
+    builder = VerdictBuilder()
+    for change in plan_pod(pod, namespace=namespace, compiled=compiled, pointer=pointer,
+                           builder=builder):
+        if compiled.mutates(change.rule):
+            builder.mutate(change.rule, change.field, change.ops, change.note)
+        elif not change.marker:
+            builder.warn(f"[{change.rule}] would {change.note}")
+    return builder.build()

@@ -1,0 +1,125 @@
+"""The validating side of the pod policy: every rule over one pod, pre- or post-injection.
+
+Owns ``validate_pod_object`` (the pure check of a raw pod dict) and ``check_new_ephemeral``
+(``kubectl debug`` adding containers to a running pod). ``final=True`` means the pod as it
+will run, after every mutating webhook (Istio's included): what the mutating webhook
+guarantees must hold, and the sidecar must be there. ``final=False`` means a pod (or template)
+before injection: only escapes are refused, and every container is the user's. It emits no
+patches (``mutate``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webhook.config import Policy
+from webhook.policies.pods import dns, isolation, istio, memory
+from webhook.policies.pods.compiled import CompiledPolicy, compile_policy
+from webhook.policies.pods.walk import (
+    EPHEMERAL_CONTAINERS,
+    iter_containers,
+    join,
+    pod_parts,
+    string_map,
+)
+from webhook.policies.result import Verdict, VerdictBuilder
+
+RUNTIME_RULE = "pod.runtime-class"
+
+
+def check_runtime_class(spec: dict[str, Any], *, compiled: CompiledPolicy,
+                        builder: VerdictBuilder, path: str, final: bool) -> None:
+    if not compiled.active(RUNTIME_RULE):
+        return
+    wanted = compiled.runtime_class
+    current = spec.get("runtimeClassName")
+    where = join(path, "spec.runtimeClassName")
+    if current is None:
+        if final:
+            builder.violate(RUNTIME_RULE, where, f"is not set; agent pods run in the {wanted} "
+                            "RuntimeClass (the mutating webhook sets it: is it installed?)")
+    elif current != wanted:
+        builder.violate(RUNTIME_RULE, where, f"{_quote(current)} is not the approved class "
+                        f"\"{wanted}\"; the API server has already applied {_plain(current)}'s "
+                        "overhead, so the webhook cannot switch it: remove runtimeClassName "
+                        f"or set it to {wanted}")
+
+
+def _quote(value: Any) -> str:
+    return f"\"{value}\"" if isinstance(value, str) else repr(value)
+
+
+def _plain(value: Any) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
+def check_pod(pod: Any, *, compiled: CompiledPolicy, builder: VerdictBuilder, path: str,
+              final: bool, namespace: str | None) -> None:
+    """Every pod rule over one raw pod; violations go to ``builder``."""
+    metadata, spec = pod_parts(pod, path=path)
+    labels = string_map(metadata, "labels", path=path)
+    annotations = string_map(metadata, "annotations", path=path)
+    check_runtime_class(spec, compiled=compiled, builder=builder, path=path, final=final)
+    if compiled.active(memory.RULE):
+        refs = memory.app_containers(spec, pointer="", path=path)
+        sizings = memory.read_sizings(refs, builder=builder)
+        if final and sizings is not None:
+            memory.check_floors(sizings, compiled=compiled, builder=builder, path=path)
+    if final and compiled.active(dns.RULE):
+        ns = namespace or metadata.get("namespace")
+        dns.check_dns(spec, namespace=ns if isinstance(ns, str) and ns else None,
+                      compiled=compiled, builder=builder, path=path)
+    istio.check_injection(labels, annotations, compiled=compiled, builder=builder, path=path,
+                          final=final)
+    istio.check_annotations(annotations, compiled=compiled, builder=builder, path=path,
+                            final=final)
+    isolation.check_pod_level(metadata, spec, annotations, compiled=compiled, builder=builder,
+                              path=path)
+    refs = list(iter_containers(spec, pointer="", path=path))
+    for ref in refs:
+        istio.check_reserved_name(ref, compiled=compiled, builder=builder, final=final)
+        isolation.check_container(ref, isolation.classify(ref, final=final), compiled=compiled,
+                                  builder=builder)
+    if final:
+        istio.check_sidecar(refs, compiled=compiled, builder=builder, path=path)
+
+
+def validate_pod_object(pod: dict[str, Any], *, policy: Policy, final: bool, path: str = "",
+                        namespace: str | None = None) -> Verdict:
+    """Check a raw pod. ``namespace`` (else ``metadata.namespace``) fixes the DNS searches."""
+    builder = VerdictBuilder()
+    check_pod(pod, compiled=compile_policy(policy), builder=builder, path=path, final=final,
+              namespace=namespace)
+    return builder.build()
+
+
+def check_new_ephemeral(pod: dict[str, Any], old: dict[str, Any] | None, *,
+                        policy: Policy) -> Verdict:
+    """``pods/ephemeralcontainers``: the containers ``kubectl debug`` adds, and only those."""
+    compiled = compile_policy(policy)
+    builder = VerdictBuilder()
+    _, spec = pod_parts(pod, path="")
+    known: set[str] = set()
+    if isinstance(old, dict):
+        _, old_spec = pod_parts(old, path="")
+        known = {ref.name for ref in iter_containers(old_spec, pointer="", path="",
+                                                     kinds=(EPHEMERAL_CONTAINERS,))}
+    for ref in iter_containers(spec, pointer="", path="", kinds=(EPHEMERAL_CONTAINERS,)):
+        if ref.name and ref.name in known:
+            continue
+        istio.check_reserved_name(ref, compiled=compiled, builder=builder, final=False)
+        isolation.check_container(ref, isolation.Role.APP, compiled=compiled, builder=builder)
+    return builder.build()
+
+
+def check_resize(pod: dict[str, Any], *, policy: Policy) -> Verdict:
+    """``pods/resize``: the memory floor must still hold after an in-place resize."""
+    compiled = compile_policy(policy)
+    builder = VerdictBuilder()
+    if compiled.active(memory.RULE):
+        _, spec = pod_parts(pod, path="")
+        sizings = memory.read_sizings(memory.app_containers(spec, pointer="", path=""),
+                                      builder=builder)
+        if sizings is not None:
+            memory.check_floors(sizings, compiled=compiled, builder=builder, path="")
+    return builder.build()

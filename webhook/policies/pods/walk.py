@@ -1,0 +1,118 @@
+"""Walking a raw pod dict: containers of every kind with their JSON pointers and display paths.
+
+Owns the untrusted-input plumbing shared by the pod rules: finding ``spec`` and ``metadata``,
+iterating ``containers``, ``initContainers`` and ``ephemeralContainers`` with the JSON pointer
+a patch needs and the dotted path a message shows, and escaping pointer segments. It decides
+nothing about policy. Structural garbage the API server would never send (``spec.containers``
+that is not a list, ...) raises ``Undecidable``, which the seam turns into a fail-closed 500
+with this message; field-level oddities are left to the rules, which treat them as violations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from webhook.errors import Undecidable
+
+CONTAINERS = "containers"
+INIT_CONTAINERS = "initContainers"
+EPHEMERAL_CONTAINERS = "ephemeralContainers"
+ALL_KINDS = (CONTAINERS, INIT_CONTAINERS, EPHEMERAL_CONTAINERS)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRef:
+    """One container as found in the raw object, with where it lives."""
+
+    kind: str  # containers | initContainers | ephemeralContainers
+    index: int
+    name: str  # "" when the name is missing or not a string
+    body: dict[str, Any]
+    pointer: str  # JSON pointer for patches, e.g. /spec/containers/0
+    path: str  # dotted path for messages, e.g. spec.containers[agent]
+
+    @property
+    def short(self) -> str:
+        """``containers[agent]``: the path in kubectl's voice, without ``spec.``."""
+        return f"{self.kind}[{self.name or self.index}]"
+
+
+def escape(segment: str) -> str:
+    """Escape one JSON pointer segment (RFC 6901): label keys contain ``/``."""
+    return segment.replace("~", "~0").replace("/", "~1")
+
+
+def join(path: str, child: str) -> str:
+    """Join dotted display paths, tolerating an empty prefix."""
+    return f"{path}.{child}" if path else child
+
+
+def display_from_pointer(pointer: str) -> str:
+    """``/spec/template`` -> ``spec.template`` (for messages about a nested pod)."""
+    return ".".join(part.replace("~1", "/").replace("~0", "~")
+                    for part in pointer.split("/") if part)
+
+
+def mapping_at(parent: dict[str, Any], key: str, *, path: str) -> dict[str, Any] | None:
+    """``parent[key]`` when it is an object, ``None`` when absent or null; else Undecidable."""
+    value = parent.get(key)
+    if value is None or isinstance(value, dict):
+        return value
+    raise Undecidable(f"{join(path, key)} must be an object, got {type(value).__name__}; "
+                      "the object is malformed")
+
+
+def list_at(parent: dict[str, Any], key: str, *, path: str) -> list[Any]:
+    """``parent[key]`` when it is a list, ``[]`` when absent or null; else Undecidable."""
+    value = parent.get(key)
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    raise Undecidable(f"{join(path, key)} must be a list, got {type(value).__name__}; "
+                      "the object is malformed")
+
+
+def pod_parts(pod: Any, *, path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``metadata`` and ``spec`` of a pod-shaped dict (empty dicts when absent)."""
+    if not isinstance(pod, dict):
+        raise Undecidable(f"{path or 'the object'} must be a pod object, got "
+                          f"{type(pod).__name__}")
+    metadata = mapping_at(pod, "metadata", path=path) or {}
+    spec = mapping_at(pod, "spec", path=path)
+    if spec is None:
+        raise Undecidable(f"{join(path, 'spec')} is missing; a pod needs a spec")
+    return metadata, spec
+
+
+def string_map(metadata: dict[str, Any], key: str, *, path: str) -> dict[str, Any]:
+    """``metadata.labels`` / ``metadata.annotations`` (values are checked by the rules)."""
+    return mapping_at(metadata, key, path=join(path, "metadata")) or {}
+
+
+def iter_containers(spec: dict[str, Any], *, pointer: str, path: str,
+                    kinds: tuple[str, ...] = ALL_KINDS) -> Iterator[ContainerRef]:
+    """Every container of the given kinds, in document order."""
+    spec_path = join(path, "spec")
+    for kind in kinds:
+        for index, body in enumerate(list_at(spec, kind, path=spec_path)):
+            if not isinstance(body, dict):
+                raise Undecidable(f"{spec_path}.{kind}[{index}] must be an object; the object "
+                                  "is malformed")
+            name = body.get("name")
+            name = name if isinstance(name, str) else ""
+            yield ContainerRef(kind=kind, index=index, name=name, body=body,
+                               pointer=f"{pointer}/spec/{kind}/{index}",
+                               path=f"{spec_path}.{kind}[{name or index}]")
+
+
+def argv(container: dict[str, Any]) -> list[str]:
+    """``command`` + ``args`` as strings (non-strings dropped: they cannot be a program)."""
+    words: list[str] = []
+    for key in ("command", "args"):
+        value = container.get(key)
+        if isinstance(value, list):
+            words.extend(item for item in value if isinstance(item, str))
+    return words

@@ -12,6 +12,10 @@ from types import MappingProxyType
 
 from webhook.policies import pods
 from webhook.policies.context import Handler
+from webhook.policies.registry_configmap import validate_configmap
+from webhook.policies.serviceentries import validate_serviceentry
+from webhook.policies.sidecars import validate_sidecar
+from webhook.policies.skills import validate_skill
 
 MUTATING: Mapping[tuple[str, str], Handler] = MappingProxyType({
     ("", "Pod"): pods.mutate_pod,
@@ -19,4 +23,8 @@ MUTATING: Mapping[tuple[str, str], Handler] = MappingProxyType({
 
 VALIDATING: Mapping[tuple[str, str], Handler] = MappingProxyType({
     ("", "Pod"): pods.validate_pod,
+    ("networking.istio.io", "ServiceEntry"): validate_serviceentry,
+    ("agentsandbox.io", "Skill"): validate_skill,
+    ("networking.istio.io", "Sidecar"): validate_sidecar,
+    ("", "ConfigMap"): validate_configmap,
 })

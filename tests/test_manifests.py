@@ -1,0 +1,302 @@
+"""The rendered install: schema-valid objects and the webhook configurations' safety properties.
+
+Renders ``manifests/`` and the cert-manager overlay with ``kubectl kustomize`` and validates
+every object offline with ``kubernetes_validate``; kinds without a built-in schema (the CRD's
+instances, cert-manager's) are checked structurally. Skipped only if kubectl is missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S_VERSION = "1.34.0"  # recent; pods/resize is served from 1.33
+SYSTEM_NAMESPACES = {"kube-system", "kube-node-lease", "agent-sandbox-system"}
+REGISTRY_ENTRY = "validate.registry.agentsandbox.io"
+OVERLAYS = ["manifests", "manifests/overlays/cert-manager"]
+
+
+def _render(directory: str) -> list[dict[str, Any]]:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed: cannot render the kustomization")
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(ROOT / directory)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+@pytest.fixture(scope="module")
+def base() -> list[dict[str, Any]]:
+    return _render("manifests")
+
+
+def _one(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [o for o in objects if o["kind"] == kind and name in (None, o["metadata"]["name"])]
+    assert len(found) == 1, f"exactly one {kind} {name or ''}"
+    return found[0]
+
+
+def _webhooks(objects: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for obj in objects:
+        if obj["kind"] in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+            for webhook in obj["webhooks"]:
+                yield obj["kind"], webhook
+
+
+@pytest.mark.parametrize("directory", OVERLAYS)
+def test_every_object_passes_schema_validation(directory: str) -> None:
+    objects = _render(directory)
+    without_schema = set()
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        except kubernetes_validate.SchemaNotFoundError:
+            # Custom kinds: at least the envelope every object needs.
+            without_schema.add(obj["kind"])
+            assert obj["apiVersion"].count("/") == 1, obj["kind"]
+            assert obj["metadata"]["name"]
+            assert "spec" in obj
+    # Every built-in kind was really validated; only cert-manager's kinds have no schema here.
+    assert without_schema <= {"Certificate", "Issuer"}
+
+
+def test_validation_would_catch_a_broken_object(base: list[dict[str, Any]]) -> None:
+    broken = dict(_one(base, "Service"))
+    broken["spec"] = {**broken["spec"], "ports": [{"port": "four-four-three"}]}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_install_contains_what_an_admin_needs(base: list[dict[str, Any]]) -> None:
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in base}
+    assert {
+        ("Namespace", "agent-sandbox-system"),
+        ("Namespace", "agents"),
+        ("ServiceAccount", "agent-sandbox-webhook"),
+        ("Service", "agent-sandbox-webhook"),
+        ("Deployment", "agent-sandbox-webhook"),
+        ("PodDisruptionBudget", "agent-sandbox-webhook"),
+        ("ConfigMap", "agent-sandbox-policy"),
+        ("ConfigMap", "egress-registry"),
+        ("CustomResourceDefinition", "skills.agentsandbox.io"),
+        ("RuntimeClass", "kata"),
+        ("ClusterRole", "agent-sandbox-auditor"),
+        ("MutatingWebhookConfiguration", "agent-sandbox-webhook"),
+        ("ValidatingWebhookConfiguration", "agent-sandbox-webhook"),
+    } <= kinds
+    agents = _one(base, "Namespace", "agents")
+    assert agents["metadata"]["labels"]["agentsandbox.io/enforce"] == "true"
+    kata = _one(base, "RuntimeClass", "kata")
+    assert kata["handler"] == "kata"
+    assert kata["overhead"]["podFixed"] == {"memory": "160Mi", "cpu": "250m"}
+    assert "policy.yaml" in _one(base, "ConfigMap", "agent-sandbox-policy")["data"]
+    registry = yaml.safe_load(_one(base, "ConfigMap", "egress-registry")["data"]["registry.yaml"])
+    assert registry["entries"] == []
+
+
+@pytest.mark.parametrize("directory", OVERLAYS)
+def test_every_webhook_fails_closed_without_side_effects(directory: str) -> None:
+    webhooks = list(_webhooks(_render(directory)))
+    assert len(webhooks) >= 13
+    for kind, webhook in webhooks:
+        name = webhook["name"]
+        assert name.endswith(".agentsandbox.io"), name
+        assert name.count(".") >= 2, name
+        assert webhook["failurePolicy"] == "Fail", name
+        assert webhook["sideEffects"] == "None", name
+        assert webhook["timeoutSeconds"] <= 5, name
+        assert webhook["matchPolicy"] == "Equivalent", name
+        assert webhook["admissionReviewVersions"] == ["v1"], name
+        assert webhook["clientConfig"]["service"]["name"] == "agent-sandbox-webhook"
+        if kind == "MutatingWebhookConfiguration":
+            assert webhook["reinvocationPolicy"] == "IfNeeded", name
+    names = [w["name"] for _, w in webhooks]
+    assert len(names) == len(set(names)), "entry names are unique"
+
+
+def test_mutating_configuration_runs_before_istio_injection(base: list[dict[str, Any]]) -> None:
+    name = _one(base, "MutatingWebhookConfiguration")["metadata"]["name"]
+    for istio in ("istio-sidecar-injector", "istio-revision-tag-default"):
+        assert name < istio, f"{name} must sort before {istio}"
+
+
+def _selected_namespaces(webhook: dict[str, Any]) -> tuple[set[str] | None, set[str]]:
+    """(only these names, or None for "not restricted by name"; names excluded)."""
+    only: set[str] | None = None
+    excluded: set[str] = set()
+    selector = webhook.get("namespaceSelector") or {}
+    labels = selector.get("matchLabels") or {}
+    if "kubernetes.io/metadata.name" in labels:
+        only = {labels["kubernetes.io/metadata.name"]}
+    for expr in selector.get("matchExpressions") or []:
+        if expr["key"] != "kubernetes.io/metadata.name":
+            continue
+        if expr["operator"] == "In":
+            only = set(expr["values"])
+        elif expr["operator"] == "NotIn":
+            excluded |= set(expr["values"])
+    return only, excluded
+
+
+def test_no_entry_reaches_system_namespaces_except_the_registry_guard(
+    base: list[dict[str, Any]],
+) -> None:
+    for _, webhook in _webhooks(base):
+        only, excluded = _selected_namespaces(webhook)
+        if webhook["name"] == REGISTRY_ENTRY:
+            assert only == {"agent-sandbox-system"}
+            assert [r["resources"] for r in webhook["rules"]] == [["configmaps"]]
+            conditions = [c["expression"] for c in webhook["matchConditions"]]
+            assert conditions == ['object.metadata.name == "egress-registry"']
+            continue
+        if only is not None:
+            assert not only & SYSTEM_NAMESPACES, webhook["name"]
+        else:
+            assert excluded >= SYSTEM_NAMESPACES, webhook["name"]
+
+
+def test_no_entry_matches_leases_or_secrets_or_wildcards(base: list[dict[str, Any]]) -> None:
+    for _, webhook in _webhooks(base):
+        for rule in webhook["rules"]:
+            for resource in rule["resources"]:
+                assert resource.split("/")[0] not in {"leases", "secrets", "*"}, webhook["name"]
+            assert "*" not in rule["apiGroups"], webhook["name"]
+            assert "DELETE" not in rule["operations"]
+            assert "*" not in rule["operations"]
+
+
+def _enforce_values(webhook: dict[str, Any]) -> tuple[str, set[str]]:
+    for expr in webhook["namespaceSelector"].get("matchExpressions") or []:
+        if expr["key"] == "agentsandbox.io/enforce":
+            return expr["operator"], set(expr["values"])
+    raise AssertionError(f"{webhook['name']} has no agentsandbox.io/enforce selector")
+
+
+def test_pod_entries_select_enforced_namespaces_and_warn_twins_use_warn_paths(
+    base: list[dict[str, Any]],
+) -> None:
+    pod_entries = [w for _, w in _webhooks(base) if ".pods" in w["name"]]
+    assert {w["name"] for w in pod_entries} == {
+        "mutate.pods.agentsandbox.io",
+        "mutate.pods-warn.agentsandbox.io",
+        "validate.pods.agentsandbox.io",
+        "validate.pods-warn.agentsandbox.io",
+    }
+    for webhook in pod_entries:
+        operator, values = _enforce_values(webhook)
+        path = webhook["clientConfig"]["service"]["path"]
+        assert operator == "In"
+        if webhook["name"].split(".")[1].endswith("-warn"):
+            assert (values, path.endswith("/warn")) == ({"warn"}, True)
+        else:
+            assert (values, path) == ({"true"}, "/" + webhook["name"].split(".")[0])
+    validate = next(w for w in pod_entries if w["name"] == "validate.pods.agentsandbox.io")
+    matched = {
+        (r, tuple(rule["operations"])) for rule in validate["rules"] for r in rule["resources"]
+    }
+    assert matched == {
+        ("pods", ("CREATE",)),
+        ("pods/ephemeralcontainers", ("UPDATE",)),
+        ("pods/resize", ("UPDATE",)),
+    }
+
+
+def test_every_namespace_with_either_label_value_gets_exactly_one_path(
+    base: list[dict[str, Any]],
+) -> None:
+    for resource in ("serviceentries", "skills"):
+        entries = [w for _, w in _webhooks(base) if f".{resource}" in w["name"]]
+        assert len(entries) == 2
+        for label in ("true", "warn", "other"):
+            hits = []
+            for webhook in entries:
+                operator, values = _enforce_values(webhook)
+                if (operator == "In") == (label in values):
+                    hits.append(webhook["clientConfig"]["service"]["path"])
+            assert hits == (["/validate/warn"] if label == "warn" else ["/validate"]), resource
+
+
+def test_serviceentries_match_all_three_versions(base: list[dict[str, Any]]) -> None:
+    entries = [w for _, w in _webhooks(base) if ".serviceentries" in w["name"]]
+    for webhook in entries:
+        (rule,) = webhook["rules"]
+        assert rule["apiGroups"] == ["networking.istio.io"]
+        assert set(rule["apiVersions"]) == {"v1", "v1beta1", "v1alpha3"}
+        assert set(rule["operations"]) == {"CREATE", "UPDATE"}
+
+
+def test_deployment_is_highly_available_and_locked_down(base: list[dict[str, Any]]) -> None:
+    deployment = _one(base, "Deployment", "agent-sandbox-webhook")
+    spec = deployment["spec"]
+    pod = spec["template"]["spec"]
+    assert spec["replicas"] == 2
+    assert pod["topologySpreadConstraints"]
+    pdb = _one(base, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= (
+        spec["template"]["metadata"]["labels"].items()
+    )
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert "add" not in security["capabilities"]
+    assert container["resources"]["requests"]["memory"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    # Server defaults: 5s shutdown delay + up to 10s drain must fit in the grace period.
+    assert pod["terminationGracePeriodSeconds"] > 5 + 10
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/tmp", "/run/agent-sandbox/certs"} <= mounts
+    assert "--cert-mode=secret" in container["args"]
+    service = _one(base, "Service")
+    assert service["spec"]["ports"][0]["port"] == 443
+    assert service["spec"]["ports"][0]["targetPort"] == container["ports"][0]["name"]
+
+
+def test_rbac_is_scoped_by_resource_name(base: list[dict[str, Any]]) -> None:
+    role = _one(base, "Role", "agent-sandbox-webhook-certificates")
+    for rule in role["rules"]:
+        assert rule["resources"] == ["secrets"]
+        if rule["verbs"] != ["create"]:
+            assert rule["resourceNames"] == ["agent-sandbox-webhook-tls"]
+    cabundle = _one(base, "ClusterRole", "agent-sandbox-webhook-cabundle")
+    (rule,) = cabundle["rules"]
+    assert rule["resourceNames"] == ["agent-sandbox-webhook"]
+    assert set(rule["verbs"]) == {"get", "patch"}
+    auditor = _one(base, "ClusterRole", "agent-sandbox-auditor")
+    assert {v for r in auditor["rules"] for v in r["verbs"]} == {"get", "list", "watch"}
+
+
+def test_cert_manager_overlay_injects_ca_and_serves_files() -> None:
+    objects = _render("manifests/overlays/cert-manager")
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        annotations = _one(objects, kind)["metadata"]["annotations"]
+        assert annotations["cert-manager.io/inject-ca-from"] == (
+            "agent-sandbox-system/agent-sandbox-webhook"
+        )
+    certificate = _one(objects, "Certificate", "agent-sandbox-webhook")
+    assert "agent-sandbox-webhook.agent-sandbox-system.svc" in certificate["spec"]["dnsNames"]
+    pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert "--cert-mode=files" in pod["containers"][0]["args"]
+    certs = next(v for v in pod["volumes"] if v["name"] == "certs")
+    assert certs["secret"]["secretName"] == certificate["spec"]["secretName"]
+    assert "emptyDir" not in certs
+    assert not [o for o in objects if o["kind"] == "Role"], "no Secret rights needed"

@@ -32,11 +32,14 @@ from webhook.rules import Mode
 ENFORCE_LABEL = "agentsandbox.io/enforce"
 SIDECAR_RULE = "pod.istio-sidecar"
 CHECK_USER = "agent-sandbox-webhook-check"
-# Egress objects are checked in every namespace but these (mirrors the webhook configurations).
-SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease",
-                               "agent-sandbox-system"})
+# Mirrors manifests/base: egress objects are checked in every namespace but these; the
+# registry ConfigMap only under its one name in the webhook's own namespace.
+WEBHOOK_NAMESPACE = "agent-sandbox-system"
+SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-node-lease", WEBHOOK_NAMESPACE})
 EVERY_NAMESPACE_KINDS = frozenset({("networking.istio.io", "ServiceEntry"),
                                    ("agentsandbox.io", "Skill")})
+REGISTRY_CONFIGMAP = ("", "ConfigMap")
+REGISTRY_CONFIGMAP_NAME = "egress-registry"
 
 
 class Decision(StrEnum):
@@ -162,7 +165,12 @@ def decide_object(obj: dict[str, Any], *, source: str, default_namespace: str,
         return replace(facts, notes=(f"agent-sandbox-webhook has no policy for "
                                    f"{group or 'core'}/{kind}",))
     mode = selection.mode(namespace)
-    if (group, kind) in EVERY_NAMESPACE_KINDS:
+    if (group, kind) == REGISTRY_CONFIGMAP:
+        if (namespace, name) != (WEBHOOK_NAMESPACE, REGISTRY_CONFIGMAP_NAME):
+            return replace(facts, notes=(f"only the ConfigMap {WEBHOOK_NAMESPACE}/"
+                                         f"{REGISTRY_CONFIGMAP_NAME} is checked",))
+        mode = NamespaceMode.ENFORCE
+    elif (group, kind) in EVERY_NAMESPACE_KINDS:
         if namespace in SYSTEM_NAMESPACES:
             return replace(facts, notes=(f"namespace {namespace} is a system namespace",))
     elif mode is None:

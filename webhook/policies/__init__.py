@@ -16,6 +16,7 @@ from webhook.policies.registry_configmap import validate_configmap
 from webhook.policies.serviceentries import validate_serviceentry
 from webhook.policies.sidecars import validate_sidecar
 from webhook.policies.skills import validate_skill
+from webhook.policies.workloads import validate_workload
 
 MUTATING: Mapping[tuple[str, str], Handler] = MappingProxyType({
     ("", "Pod"): pods.mutate_pod,
@@ -27,4 +28,13 @@ VALIDATING: Mapping[tuple[str, str], Handler] = MappingProxyType({
     ("agentsandbox.io", "Skill"): validate_skill,
     ("networking.istio.io", "Sidecar"): validate_sidecar,
     ("", "ConfigMap"): validate_configmap,
+    # Pod templates: refusals and warnings at `kubectl apply --dry-run=server` time.
+    ("apps", "Deployment"): validate_workload,
+    ("apps", "ReplicaSet"): validate_workload,
+    ("apps", "StatefulSet"): validate_workload,
+    ("apps", "DaemonSet"): validate_workload,
+    ("batch", "Job"): validate_workload,
+    ("batch", "CronJob"): validate_workload,
+    ("agents.x-k8s.io", "Sandbox"): validate_workload,
+    ("extensions.agents.x-k8s.io", "SandboxTemplate"): validate_workload,
 })

@@ -1,0 +1,33 @@
+# syntax=docker/dockerfile:1
+# agent-sandbox-webhook image. Build: docker build -t agent-sandbox-webhook:0.1.0 .
+# The final stage has no compiler and no package manager cache, runs as UID 65532, and writes
+# nothing outside /tmp and the certificate emptyDir, so it runs with readOnlyRootFilesystem.
+
+FROM python:3.12-slim AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY webhook ./webhook
+# Build the project wheel and every dependency wheel here; the runtime stage only installs them.
+RUN pip wheel --wheel-dir /wheels .
+
+FROM python:3.12-slim AS runtime
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    TMPDIR=/tmp
+RUN python -m venv /opt/venv
+COPY --from=builder /wheels /wheels
+# Only the wheels built above (--no-index), so versions are whatever the builder resolved.
+# Byte-compile at build time: at run time the root filesystem is read-only.
+RUN pip install --no-index --find-links=/wheels /wheels/*.whl \
+    && rm -rf /wheels \
+    && python -m compileall -q /opt/venv
+USER 65532:65532
+EXPOSE 8443
+ENTRYPOINT ["agent-sandbox-webhook"]
+CMD ["serve"]

@@ -1,0 +1,201 @@
+"""The HTTP transport, one test per HTTP rule, through a real aiohttp server."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from webhook.config import load_policy
+from webhook.engine import Engine
+from webhook.policies import VALIDATING
+from webhook.registry import load_registry
+from webhook.review import Request
+from webhook.server import HEALTH, create_app
+
+REVIEWS = Path(__file__).parent / "fixtures" / "reviews"
+ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
+
+
+def review(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((REVIEWS / name).read_text())
+    return data
+
+
+def make_app(**kwargs: Any) -> web.Application:
+    engine = Engine(policy=load_policy(None), registry=load_registry(None))
+    return create_app(engine=engine, **kwargs)
+
+
+@pytest.fixture
+async def client(aiohttp_client: ClientFactory) -> TestClient[Any, Any]:
+    return await aiohttp_client(make_app())
+
+
+async def test_the_response_echoes_uid_api_version_and_kind(client: TestClient[Any, Any]) -> None:
+    body = review("pod-create.json")
+    response = await client.post("/mutate?timeout=5s", json=body)
+    assert response.status == 200
+    answer = await response.json()
+    assert answer["apiVersion"] == "admission.k8s.io/v1"
+    assert answer["kind"] == "AdmissionReview"
+    assert answer["response"]["uid"] == body["request"]["uid"]
+
+
+async def test_the_query_string_the_api_server_appends_is_ignored(
+    client: TestClient[Any, Any],
+) -> None:
+    for path in ("/validate", "/validate?timeout=10s", "/validate?timeout=5s&x=1"):
+        response = await client.post(path, json=review("pod-delete.json"))
+        assert response.status == 200, path
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[]", "JSON object"),
+        (b'{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}', "no request"),
+        (b'{"kind":"Pod","apiVersion":"v1","request":{}}', "kind must be AdmissionReview"),
+        (
+            b'{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1beta1","request":{}}',
+            "not supported",
+        ),
+        (
+            b'{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":""}}',
+            "uid",
+        ),
+        (b"\xff\xfe\x00garbage", "not valid JSON"),
+    ],
+)
+async def test_a_malformed_review_is_http_400_with_a_reason(
+    client: TestClient[Any, Any], body: bytes, reason: str
+) -> None:
+    response = await client.post("/mutate", data=body, headers={"Content-Type": "application/json"})
+    assert response.status == 400
+    assert reason in (await response.json())["error"]
+
+
+async def test_a_review_missing_its_object_on_create_is_http_400(
+    client: TestClient[Any, Any],
+) -> None:
+    body = review("pod-create.json")
+    body["request"]["object"] = None
+    response = await client.post("/validate", json=body)
+    assert response.status == 400
+    assert "request.object is required" in (await response.json())["error"]
+
+
+async def test_a_wrong_content_type_is_http_415(client: TestClient[Any, Any]) -> None:
+    response = await client.post(
+        "/mutate",
+        data=json.dumps(review("pod-create.json")),
+        headers={"Content-Type": "text/plain"},
+    )
+    assert response.status == 415
+
+
+async def test_a_body_over_the_limit_is_http_413(aiohttp_client: ClientFactory) -> None:
+    client = await aiohttp_client(make_app(max_body=4096))
+    response = await client.post("/mutate", json=review("pod-create.json"))
+    assert response.status == 413
+
+
+async def test_only_post_is_accepted_on_admission_paths(client: TestClient[Any, Any]) -> None:
+    response = await client.get("/mutate")
+    assert response.status == 405
+
+
+async def test_an_unknown_kind_fails_closed_with_code_500(client: TestClient[Any, Any]) -> None:
+    body = review("pod-create.json")
+    body["request"]["kind"] = {"group": "example.com", "version": "v1", "kind": "Widget"}
+    answer = await (await client.post("/validate", json=body)).json()
+    assert answer["response"]["allowed"] is False
+    assert answer["response"]["status"]["code"] == 500
+    assert "no validate policy for example.com/Widget" in answer["response"]["status"]["message"]
+
+
+async def test_an_internal_error_fails_closed_and_is_counted_and_logged(
+    client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Fault injection at the policy table: the only way to make a correct policy raise.
+    def broken(request: Request, context: object) -> object:
+        raise RuntimeError("boom")
+
+    table = dict(VALIDATING)
+    table[("", "Pod")] = broken  # type: ignore[assignment]
+    monkeypatch.setattr("webhook.admission.VALIDATING", table)
+    body = review("pod-create.json")
+    with caplog.at_level(logging.INFO):
+        answer = await (await client.post("/validate", json=body)).json()
+    assert answer["response"]["allowed"] is False
+    assert answer["response"]["status"]["code"] == 500
+    assert answer["response"]["uid"] == body["request"]["uid"]
+    assert "boom" not in answer["response"]["status"]["message"]
+    failures = [r for r in caplog.records if r.exc_info and getattr(r, "uid", None)]
+    assert failures
+    assert failures[0].uid == body["request"]["uid"]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'agent_sandbox_admission_fail_closed_total{kind="Pod"} 1.0' in metrics
+
+
+async def test_one_decision_log_line_carries_facts_not_the_object(
+    client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    body = review("pod-create.json")
+    with caplog.at_level(logging.INFO, logger="webhook.decision"):
+        await client.post("/mutate", json=body)
+    lines = [r for r in caplog.records if r.name == "webhook.decision"]
+    assert len(lines) == 1
+    fields = lines[0].fields  # type: ignore[attr-defined]
+    assert fields["uid"] == body["request"]["uid"]
+    assert fields["kind"] == "Pod"
+    assert fields["namespace"] == "agents"
+    assert fields["name"] == "currency-agent"
+    assert fields["operation"] == "CREATE"
+    assert fields["user"] == "lab-admin"
+    assert {"allowed", "rules", "mutations", "latency_ms", "dry_run"} <= set(fields)
+    assert "registry.example.com" not in json.dumps(fields)
+
+
+async def test_healthz_and_readyz_report_and_readyz_turns_false_on_shutdown(
+    aiohttp_client: ClientFactory,
+) -> None:
+    app = make_app()
+    client = await aiohttp_client(app)
+    assert (await client.get("/healthz")).status == 200
+    ready = await client.get("/readyz")
+    assert ready.status == 200
+    assert (await ready.json())["policy"].startswith("sha256:")
+    app[HEALTH].shutting_down = True
+    assert (await client.get("/readyz")).status == 503
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_metrics_count_decisions_by_kind_operation_and_outcome(
+    client: TestClient[Any, Any],
+) -> None:
+    await client.post("/validate", json=review("pod-delete.json"))
+    text = await (await client.get("/metrics")).text()
+    assert (
+        'agent_sandbox_admission_requests_total{decision="allowed",dry_run="false",'
+        'kind="Pod",operation="DELETE",stage="validate"} 1.0'
+    ) in text
+    assert "agent_sandbox_admission_duration_seconds_bucket" in text
+    assert "agent_sandbox_policy_info{digest=" in text
+
+
+async def test_dry_run_gets_the_same_answer_as_a_real_request(client: TestClient[Any, Any]) -> None:
+    real = review("pod-create.json")
+    dry = copy.deepcopy(real)
+    dry["request"]["dryRun"] = True
+    a = (await (await client.post("/mutate", json=real)).json())["response"]
+    b = (await (await client.post("/mutate", json=dry)).json())["response"]
+    assert a == b

@@ -1,0 +1,60 @@
+"""The decision state in force: policy and registry, swapped whole by background reloads.
+
+Owns the two ``Context`` values the seam is called with (one for enforced namespaces, one
+for namespaces in warn-only rollout) and their replacement when a file reloads. Requests read
+``engine.contexts`` once, so a reload never mixes two policies within one decision. It does no
+I/O: the reload tasks in ``webhook.server`` feed it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from webhook.config import Policy
+from webhook.policies.context import Context
+from webhook.registry import Registry
+
+NO_REGISTRY = ("no egress registry has been loaded yet, so egress objects cannot be checked "
+               "and are refused; an operator must provide a valid registry file")
+
+
+@dataclass(frozen=True, slots=True)
+class Contexts:
+    enforce: Context
+    warn: Context
+
+
+class Engine:
+    def __init__(self, *, policy: Policy, registry: Registry | None = None,
+                 registry_problem: str = NO_REGISTRY) -> None:
+        self._policy = policy
+        self._registry = registry
+        self._registry_problem = registry_problem
+        self.contexts = self._build()
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    @property
+    def registry(self) -> Registry | None:
+        return self._registry
+
+    def set_policy(self, policy: Policy) -> None:
+        self._policy = policy
+        self.contexts = self._build()
+
+    def set_registry(self, registry: Registry | None, *, problem: str | None = None) -> None:
+        self._registry = registry
+        if problem:
+            self._registry_problem = problem
+        self.contexts = self._build()
+
+    def _build(self) -> Contexts:
+        problem = self._registry_problem
+        return Contexts(
+            enforce=Context(policy=self._policy, registry=self._registry,
+                            registry_problem=problem),
+            warn=Context(policy=self._policy.downgraded(), registry=self._registry,
+                         registry_problem=problem),
+        )

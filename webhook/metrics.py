@@ -1,0 +1,78 @@
+"""Prometheus metrics for the webhook, on a registry owned by one app (no module globals).
+
+Owns metric names, labels and buckets, and the few helpers that record a decision. It does
+not decide anything and does not serve HTTP: the server exposes ``render()`` at /metrics.
+Every metric is listed in README.md ("Metrics").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+# Decisions take tens of microseconds in process; the buckets resolve that and still cover
+# the API server's timeout (at most 30 s, 5 s in our configurations).
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                   0.25, 0.5, 1.0, 2.5, 5.0)
+
+PREFIX = "agent_sandbox"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            f"{PREFIX}_admission_requests", "Admission reviews answered, by outcome.",
+            ["stage", "kind", "operation", "decision", "dry_run"], registry=r)
+        self.rule_hits = Counter(
+            f"{PREFIX}_admission_rule_hits", "Rules broken by admitted or refused objects.",
+            ["rule", "effect"], registry=r)
+        self.mutations = Counter(
+            f"{PREFIX}_admission_mutations", "Mutations made, by field.", ["field"], registry=r)
+        self.fail_closed = Counter(
+            f"{PREFIX}_admission_fail_closed", "Requests refused because the webhook could "
+            "not decide (code 500).", ["kind"], registry=r)
+        self.bad_requests = Counter(
+            f"{PREFIX}_http_bad_requests", "HTTP requests rejected before admission.",
+            ["reason"], registry=r)
+        self.latency = Histogram(
+            f"{PREFIX}_admission_duration_seconds", "Time from body read to response encoded.",
+            ["stage", "kind"], buckets=LATENCY_BUCKETS, registry=r)
+        self.reload_ok = Gauge(
+            f"{PREFIX}_config_last_reload_success", "1 if the last load of the file succeeded.",
+            ["file"], registry=r)
+        self.reload_time = Gauge(
+            f"{PREFIX}_config_last_success_timestamp_seconds",
+            "Unix time of the last successful load.", ["file"], registry=r)
+        self.registry_entries = Gauge(
+            f"{PREFIX}_registry_entries", "Approved hosts in the egress registry in force.",
+            registry=r)
+        self.policy_info = Gauge(
+            f"{PREFIX}_policy_info", "The policy in force, by digest (value is always 1).",
+            ["digest"], registry=r)
+        self.cert_expiry = Gauge(
+            f"{PREFIX}_certificate_expiry_seconds",
+            "Seconds until the serving certificate expires.", registry=r)
+        self.audit_violations = Gauge(
+            f"{PREFIX}_audit_violations", "Objects in the cluster the current policy would "
+            "refuse, by rule (periodic audit).", ["rule"], registry=r)
+
+    def watch_certificate(self, seconds_left: Callable[[], float]) -> None:
+        self.cert_expiry.set_function(seconds_left)
+
+    def set_policy(self, digest: str) -> None:
+        self.policy_info.clear()
+        self.policy_info.labels(digest=digest).set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

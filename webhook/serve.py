@@ -1,0 +1,192 @@
+"""The ``serve`` lifecycle: load configuration, set up TLS, run, and shut down gracefully.
+
+Owns start-up order (a bad policy file stops start-up with a message naming the file and
+field; a bad registry does not, egress objects then fail closed), the background reloads,
+and the SIGTERM sequence: readiness turns false, the server keeps answering for
+``shutdown_delay`` seconds while endpoints drop it, then stops listening and lets in-flight
+requests finish within ``drain_timeout``. HTTP handling itself lives in ``webhook.server``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from webhook import certs
+from webhook.config import Policy, load_policy
+from webhook.engine import NO_REGISTRY, Engine
+from webhook.errors import ConfigError
+from webhook.metrics import Metrics
+from webhook.registry import Registry, load_registry
+from webhook.reload import WatchedFile
+from webhook.server import HEALTH, METRICS, Health, create_app
+from webhook.tls import ServingTLS, tls_reload_ctx
+
+log = logging.getLogger(__name__)
+
+CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ServeSettings:
+    host: str = "127.0.0.1"
+    port: int = 8443
+    policy_path: Path | None = None
+    registry_path: Path | None = None
+    cert_path: Path | None = None
+    key_path: Path | None = None
+    client_ca_path: Path | None = None
+    reload_interval: float = 2.0
+    shutdown_delay: float = 5.0
+    drain_timeout: float = 10.0
+    extra_background: tuple[CleanupCtx, ...] = field(default=())
+
+
+def load_engine(settings: ServeSettings) -> tuple[Engine, list[WatchedFile[Any]]]:
+    """Load policy and registry once. A bad policy raises ConfigError; a bad registry does not."""
+    watched: list[WatchedFile[Any]] = []
+    if settings.policy_path is None:
+        policy = load_policy(None)
+    else:
+        policy_file: WatchedFile[Policy] = WatchedFile(settings.policy_path, load_policy,
+                                                       name="policy")
+        policy_file.poll()
+        if policy_file.current is None:
+            raise ConfigError(policy_file.problem or f"{settings.policy_path}: cannot load")
+        policy = policy_file.current
+        watched.append(policy_file)
+    if settings.registry_path is None:
+        engine = Engine(policy=policy, registry=load_registry(None))
+    else:
+        registry_file: WatchedFile[Registry] = WatchedFile(settings.registry_path, load_registry,
+                                                           name="registry")
+        registry_file.poll()
+        engine = Engine(policy=policy, registry=registry_file.current,
+                        registry_problem=_registry_problem(registry_file))
+        watched.append(registry_file)
+    return engine, watched
+
+
+def _registry_problem(registry_file: WatchedFile[Registry]) -> str:
+    if registry_file.problem:
+        return (f"no valid egress registry has been loaded ({registry_file.problem}), so egress "
+                "objects are refused until an operator fixes the registry file")
+    return NO_REGISTRY
+
+
+def reload_files_ctx(engine: Engine, files: list[WatchedFile[Any]], *,
+                     interval: float) -> CleanupCtx:
+    """Poll the policy and registry files and swap them into the engine when they change."""
+
+    async def reload_files(app: web.Application) -> AsyncIterator[None]:
+        metrics = app[METRICS]
+        for watched in files:
+            _publish(metrics, watched)
+            app[HEALTH].details[watched.name] = _detail(watched)
+        stop = asyncio.Event()
+
+        async def loop() -> None:
+            while not stop.is_set():
+                for watched in files:
+                    if watched.poll():
+                        _apply(engine, metrics, watched)
+                    _publish(metrics, watched)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=interval)
+
+        task = asyncio.create_task(loop(), name="reload-files")
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
+
+    return reload_files
+
+
+def _apply(engine: Engine, metrics: Metrics, watched: WatchedFile[Any]) -> None:
+    if watched.current is None:
+        return
+    if watched.name == "policy":
+        engine.set_policy(watched.current)
+        metrics.set_policy(engine.policy.digest)
+        log.info("policy reloaded", extra={"fields": {"digest": engine.policy.digest}})
+    else:
+        engine.set_registry(watched.current)
+        log.info("egress registry reloaded")
+
+
+def _publish(metrics: Metrics, watched: WatchedFile[Any]) -> None:
+    metrics.reload_ok.labels(file=watched.name).set(0 if watched.problem else 1)
+    if watched.last_success is not None:
+        metrics.reload_time.labels(file=watched.name).set(watched.last_success)
+    if watched.name == "registry" and watched.current is not None:
+        metrics.registry_entries.set(len(watched.current.entries))
+
+
+def _detail(watched: WatchedFile[Any]) -> Callable[[], dict[str, Any]]:
+    def detail() -> dict[str, Any]:
+        return {"path": str(watched.path), "loaded": watched.current is not None,
+                "problem": watched.problem, "lastSuccess": watched.last_success}
+
+    return detail
+
+
+def make_tls(settings: ServeSettings, scratch: Path) -> ServingTLS:
+    if settings.cert_path is not None and settings.key_path is not None:
+        return ServingTLS(cert_path=settings.cert_path, key_path=settings.key_path,
+                          client_ca_path=settings.client_ca_path)
+    bundle = certs.write_dev_bundle(scratch, dns_names=["localhost"],
+                                    ip_addresses=["127.0.0.1", "::1"])
+    print(f"no certificate given: serving a throwaway self-signed certificate for "
+          f"localhost/127.0.0.1; its CA is {bundle.ca_cert} "
+          f"(curl --cacert {bundle.ca_cert} https://{settings.host}:{settings.port}/healthz)",
+          flush=True)
+    return ServingTLS(cert_path=bundle.cert, key_path=bundle.key,
+                      client_ca_path=settings.client_ca_path)
+
+
+async def run(settings: ServeSettings, *, started: asyncio.Event | None = None) -> None:
+    engine, watched = load_engine(settings)
+    with tempfile.TemporaryDirectory(prefix="agent-sandbox-webhook-") as scratch:
+        tls = make_tls(settings, Path(scratch))
+        health = Health(ready=False)
+        metrics = Metrics()
+        metrics.watch_certificate(lambda: tls.seconds_to_expiry(now=datetime.now(UTC)))
+        app = create_app(engine=engine, metrics=metrics, health=health)
+        app.cleanup_ctx.append(reload_files_ctx(engine, watched,
+                                                interval=settings.reload_interval))
+        app.cleanup_ctx.append(tls_reload_ctx(tls, interval=settings.reload_interval))
+        for background in settings.extra_background:
+            app.cleanup_ctx.append(background)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.drain_timeout)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=tls.context,
+                           backlog=1024, reuse_address=True)
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        health.ready = True
+        log.info("serving", extra={"fields": {"listen": f"{settings.host}:{settings.port}",
+                                              "policy": engine.policy.digest}})
+        if started is not None:
+            started.set()
+        await stop.wait()
+        health.shutting_down = True
+        log.info("shutting down: readiness is false, draining",
+                 extra={"fields": {"delay_s": settings.shutdown_delay}})
+        await asyncio.sleep(settings.shutdown_delay)
+        await runner.cleanup()
+        log.info("stopped")

@@ -1,0 +1,169 @@
+"""The HTTP transport: routes, defensive request handling, metrics and one log line per decision.
+
+Owns ``create_app`` (the only place shared state is put on the ``web.Application``), the
+admission routes (``/mutate``, ``/validate`` and their ``/warn`` twins for namespaces in
+warn-only rollout), ``/healthz``, ``/readyz`` and ``/metrics``. Everything it decides is
+delegated to ``webhook.admission.admit``; it never looks inside an object. Starting, TLS and
+shutdown live in ``webhook.serve``.
+
+HTTP rules: a body that is not an AdmissionReview gets 400 with a reason; a wrong content
+type 415; a body over the limit 413 (aiohttp enforces ``client_max_size``). Anything that
+goes wrong after the review was read is answered inside the review, fail closed (code 500).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from webhook import responses
+from webhook.admission import Outcome, Stage, admit
+from webhook.engine import Engine
+from webhook.errors import BadReview
+from webhook.metrics import CONTENT_TYPE, Metrics
+from webhook.review import Request, parse_review
+
+log = logging.getLogger(__name__)
+decisions = logging.getLogger("webhook.decision")
+
+# An AdmissionReview carries the object and, on UPDATE, the old object; etcd caps one object
+# at 1.5 MiB and the API server's request body at 3 MiB, so 8 MiB leaves room for both plus
+# JSON overhead without letting a client park unbounded memory.
+DEFAULT_MAX_BODY = 8 * 1024 * 1024
+JSON = "application/json"
+
+
+@dataclass(slots=True)
+class Health:
+    """Readiness and the details /readyz reports. Mutated only by the serve lifecycle."""
+
+    ready: bool = False
+    shutting_down: bool = False
+    details: dict[str, Callable[[], Any]] = field(default_factory=dict)
+
+
+ENGINE = web.AppKey("engine", Engine)
+METRICS = web.AppKey("metrics", Metrics)
+HEALTH = web.AppKey("health", Health)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(*, engine: Engine, metrics: Metrics | None = None, health: Health | None = None,
+               max_body: int = DEFAULT_MAX_BODY) -> web.Application:
+    app = web.Application(client_max_size=max_body)
+    app[ENGINE] = engine
+    app[METRICS] = metrics or Metrics()
+    app[HEALTH] = health or Health(ready=True)
+    app[METRICS].set_policy(engine.policy.digest)
+    app.router.add_post("/mutate", _admission_route(Stage.MUTATE, warn_only=False))
+    app.router.add_post("/validate", _admission_route(Stage.VALIDATE, warn_only=False))
+    app.router.add_post("/mutate/warn", _admission_route(Stage.MUTATE, warn_only=True))
+    app.router.add_post("/validate/warn", _admission_route(Stage.VALIDATE, warn_only=True))
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+def _admission_route(stage: Stage, *, warn_only: bool) -> Handler:
+    async def handle(http: web.Request) -> web.StreamResponse:
+        return await _admit_http(http, stage=stage, warn_only=warn_only)
+
+    return handle
+
+
+async def _admit_http(http: web.Request, *, stage: Stage, warn_only: bool) -> web.Response:
+    metrics = http.app[METRICS]
+    if http.content_type != JSON:
+        metrics.bad_requests.labels(reason="content-type").inc()
+        return _http_error(415, f"Content-Type must be {JSON}, got {http.content_type!r}")
+    try:
+        body = await http.read()
+    except web.HTTPRequestEntityTooLarge:
+        metrics.bad_requests.labels(reason="too-large").inc()
+        raise
+    started = time.perf_counter()
+    try:
+        request = parse_review(body)
+    except BadReview as exc:
+        metrics.bad_requests.labels(reason="malformed").inc()
+        return _http_error(400, str(exc))
+    contexts = http.app[ENGINE].contexts
+    try:
+        outcome = admit(request, stage=stage,
+                        context=contexts.warn if warn_only else contexts.enforce)
+        payload = orjson.dumps(outcome.review)
+    except Exception:  # admit never raises; this guards encoding and bugs in the seam itself
+        log.exception("admission failed outside the policy; refusing", extra={"uid": request.uid})
+        outcome = Outcome(review=responses.errored(
+            uid=request.uid, api_version=request.api_version,
+            message="internal error in agent-sandbox-webhook; refused (fail closed)"),
+            allowed=False, code=500, failure="internal error outside the policy")
+        payload = orjson.dumps(outcome.review)
+    elapsed = time.perf_counter() - started
+    _record(metrics, request, outcome, stage=stage, warn_only=warn_only, elapsed=elapsed)
+    return web.Response(body=payload, content_type=JSON)
+
+
+def _record(metrics: Metrics, request: Request, outcome: Outcome, *, stage: Stage,
+            warn_only: bool, elapsed: float) -> None:
+    decision = "allowed" if outcome.allowed else ("error" if outcome.code == 500 else "denied")
+    metrics.requests.labels(stage=stage.value, kind=request.kind, operation=request.operation,
+                            decision=decision, dry_run=str(request.dry_run).lower()).inc()
+    metrics.latency.labels(stage=stage.value, kind=request.kind).observe(elapsed)
+    effect = "refused" if decision == "denied" else "warned"
+    for rule in outcome.rules:
+        metrics.rule_hits.labels(rule=rule, effect=effect).inc()
+    for mutated in outcome.mutated:
+        metrics.mutations.labels(field=mutated).inc()
+    if outcome.failure is not None:
+        metrics.fail_closed.labels(kind=request.kind).inc()
+    fields: dict[str, Any] = {
+        "uid": request.uid, "stage": stage.value, "warn_only": warn_only,
+        "kind": request.kind, "namespace": request.namespace, "name": request.name,
+        "operation": request.operation, "sub_resource": request.sub_resource,
+        "dry_run": request.dry_run, "user": request.username, "allowed": outcome.allowed,
+        "code": outcome.code, "rules": list(outcome.rules), "mutations": list(outcome.mutated),
+        "latency_ms": round(elapsed * 1000, 3),
+    }
+    if outcome.failure is not None:
+        fields["failure"] = outcome.failure
+    level = logging.WARNING if outcome.failure is not None else logging.INFO
+    if decisions.isEnabledFor(level):
+        decisions.log(level, "admission decision", extra={"fields": fields})
+
+
+def _http_error(status: int, reason: str) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps({"error": reason}), content_type=JSON)
+
+
+async def _healthz(http: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def _readyz(http: web.Request) -> web.Response:
+    health = http.app[HEALTH]
+    engine = http.app[ENGINE]
+    body: dict[str, Any] = {
+        "ready": health.ready and not health.shutting_down,
+        "shuttingDown": health.shutting_down,
+        "policy": engine.policy.digest,
+        "registryLoaded": engine.registry is not None,
+    }
+    for name, detail in health.details.items():
+        body[name] = detail()
+    status = 200 if body["ready"] else 503
+    return web.Response(status=status, body=orjson.dumps(body), content_type=JSON)
+
+
+async def _metrics(http: web.Request) -> web.Response:
+    response = web.Response(body=http.app[METRICS].render())
+    response.headers["Content-Type"] = CONTENT_TYPE
+    return response

@@ -159,14 +159,14 @@ def _refuse_special(raw: str, name: str, *, wildcard: bool,
         raise HostError(raw, HostProblem.LOCALHOST, "is a loopback name")
     if name in METADATA_NAMES:
         raise HostError(raw, HostProblem.METADATA, "is a cloud instance-metadata endpoint")
-    for suffix in PRIVATE_SUFFIXES:
-        if _under(name, suffix):
-            raise HostError(raw, HostProblem.PRIVATE, f"is under .{suffix}, a private-use "
-                            "name that never denotes an Internet destination")
     for suffix in (*CLUSTER_SUFFIXES, *(d.lower().strip(".") for d in cluster_domains)):
         if suffix and _under(name, suffix):
             raise HostError(raw, HostProblem.CLUSTER, f"is a cluster name (under .{suffix}); "
                             "it would shadow or reach an in-cluster service")
+    for suffix in PRIVATE_SUFFIXES:
+        if _under(name, suffix):
+            raise HostError(raw, HostProblem.PRIVATE, f"is under .{suffix}, a private-use "
+                            "name that never denotes an Internet destination")
     if "." not in name:
         # A single label resolves through the pod's search path (ns.svc.cluster.local, ...).
         raise HostError(raw, HostProblem.CLUSTER if not wildcard else HostProblem.SYNTAX,

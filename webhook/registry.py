@@ -84,7 +84,7 @@ class Entry(_Strict):
     """Approves one host (or ``*.suffix``) on some ports for some namespaces."""
 
     host: Host
-    ports: tuple[PortApproval, ...] = Field((PortApproval(number=443),), min_length=1)
+    ports: tuple[PortApproval, ...] = (PortApproval(number=443),)
     # The protocol(s) of ports written as bare numbers or without their own protocol.
     protocol: Protocol | None = None
     protocols: tuple[Protocol, ...] | None = Field(None, min_length=1)
@@ -109,6 +109,13 @@ class Entry(_Strict):
                     for v in value]
         return value
 
+    @field_validator("ports")
+    @classmethod
+    def _some_port(cls, value: tuple[PortApproval, ...]) -> tuple[PortApproval, ...]:
+        if not value:
+            raise ValueError("list at least one port, or omit ports for 443")
+        return value
+
     @field_validator("namespaces")
     @classmethod
     def _namespace_names(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
@@ -121,11 +128,17 @@ class Entry(_Strict):
     @field_validator("addresses", mode="before")
     @classmethod
     def _exact_ips(cls, value: Any) -> Any:
-        if isinstance(value, list | tuple):
-            for item in value:
-                if isinstance(item, str) and "/" in item:
-                    raise ValueError(f"{item!r} is a CIDR; list exact addresses only")
-        return value
+        if not isinstance(value, list | tuple):
+            return value
+        addresses = []
+        for item in value:
+            if isinstance(item, str) and "/" in item:
+                raise ValueError(f"{item!r} is a CIDR; list exact addresses only")
+            try:
+                addresses.append(ipaddress.ip_address(item))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address") from None
+        return addresses
 
     @field_validator("addresses")
     @classmethod

@@ -1,0 +1,209 @@
+"""The egress registry file: strict parsing, and lookups that mean what the docs say."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from webhook.errors import ConfigError
+from webhook.hosts import Host
+from webhook.registry import Approval, Refusal, Refused, Registry, load_registry, parse_registry
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "registry.yaml"
+
+REGISTRY = """
+apiVersion: agentsandbox.io/v1alpha1
+kind: EgressRegistry
+entries:
+- host: api.frankfurter.app
+  ports: [{number: 443, protocols: [TLS, HTTPS]}]
+  namespaces: [agents]
+  owner: team-fx
+- host: "*.googleapis.com"
+  ports: [443]
+  protocol: https
+- host: storage.googleapis.com
+  ports: [443]
+  namespaces: [data]
+- host: api.exchangerate.host
+  ports: [8443, {number: 443, protocol: HTTPS}]
+  protocol: TLS
+  addresses: [203.0.113.10, "2001:db8::10"]
+  allowMeshWideExport: true
+deny:
+- evil.googleapis.com
+- host: "*.bad.example"
+  reason: threat intelligence feed 2026-11
+"""
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return parse_registry(REGISTRY, source="test")
+
+
+def test_an_exact_entry_approves_its_namespaces_ports_and_protocols(registry: Registry) -> None:
+    for protocol in ("TLS", "HTTPS", "tls"):
+        result = registry.approve(host="api.frankfurter.app", namespace="agents", port=443,
+                                  protocol=protocol)
+        assert result == Approval("api.frankfurter.app", Host("api.frankfurter.app"))
+
+
+def test_other_namespaces_ports_and_protocols_are_refused_with_a_reason(
+        registry: Registry) -> None:
+    other_ns = registry.approve(host="api.frankfurter.app", namespace="other", port=443,
+                                protocol="TLS")
+    assert isinstance(other_ns, Refusal)
+    assert other_ns.reason is Refused.NAMESPACE
+    wrong_port = registry.approve(host="api.frankfurter.app", namespace="agents", port=8443,
+                                  protocol="TLS")
+    assert isinstance(wrong_port, Refusal)
+    assert wrong_port.reason is Refused.PORT
+    assert wrong_port.approved == {(443, "TLS"), (443, "HTTPS")}
+    wrong_protocol = registry.approve(host="api.frankfurter.app", namespace="agents", port=443,
+                                      protocol="HTTP")
+    assert isinstance(wrong_protocol, Refusal)
+    assert wrong_protocol.reason is Refused.PORT
+
+
+def test_a_suffix_entry_covers_names_under_it_but_not_itself(registry: Registry) -> None:
+    assert isinstance(registry.approve(host="pubsub.googleapis.com", namespace="any", port=443,
+                                       protocol="HTTPS"), Approval)
+    assert isinstance(registry.approve(host="a.b.googleapis.com", namespace="any"), Approval)
+    bare = registry.approve(host="googleapis.com", namespace="any")
+    assert isinstance(bare, Refusal)
+    assert bare.reason is Refused.NOT_LISTED
+    lookalike = registry.approve(host="evilgoogleapis.com", namespace="any")
+    assert isinstance(lookalike, Refusal)
+
+
+def test_an_exact_entry_narrows_a_suffix_entry(registry: Registry) -> None:
+    narrowed = registry.approve(host="storage.googleapis.com", namespace="agents")
+    assert isinstance(narrowed, Refusal)
+    assert narrowed.reason is Refused.NAMESPACE
+    assert isinstance(registry.approve(host="storage.googleapis.com", namespace="data", port=443,
+                                       protocol="HTTPS"), Approval)
+
+
+def test_the_deny_list_wins_over_every_approval(registry: Registry) -> None:
+    denied = registry.approve(host="evil.googleapis.com", namespace="agents", port=443,
+                              protocol="HTTPS")
+    assert isinstance(denied, Refusal)
+    assert denied.reason is Refused.DENIED
+    under = registry.approve(host="x.y.bad.example", namespace="agents")
+    assert isinstance(under, Refusal)
+    assert under.deny is not None
+    assert under.deny.reason == "threat intelligence feed 2026-11"
+    assert registry.denied("bad.example") is None  # *.suffix means names under it
+    assert registry.addresses(host="evil.googleapis.com", namespace="agents") == frozenset()
+
+
+def test_bare_port_numbers_take_the_entry_protocol(registry: Registry) -> None:
+    approvals = {(port, protocol): registry.approve(host="api.exchangerate.host", namespace="x",
+                                                    port=port, protocol=protocol)
+                 for port, protocol in [(8443, "TLS"), (443, "HTTPS"), (443, "TLS")]}
+    assert isinstance(approvals[(8443, "TLS")], Approval)
+    assert isinstance(approvals[(443, "HTTPS")], Approval)
+    assert isinstance(approvals[(443, "TLS")], Refusal)
+
+
+def test_addresses_and_mesh_wide_export_come_from_the_matching_entry(registry: Registry) -> None:
+    assert registry.addresses(host="api.exchangerate.host", namespace="x") == {
+        ipaddress.ip_address("203.0.113.10"), ipaddress.ip_address("2001:db8::10")}
+    assert registry.mesh_wide_export(host="api.exchangerate.host", namespace="x")
+    assert not registry.mesh_wide_export(host="api.frankfurter.app", namespace="agents")
+    assert registry.addresses(host="unknown.example", namespace="x") == frozenset()
+
+
+def test_entries_for_the_same_host_add_up() -> None:
+    registry = parse_registry("""
+entries:
+- {host: api.example.com, namespaces: [a]}
+- {host: api.example.com, namespaces: [b], ports: [{number: 8443, protocol: TLS}]}
+- {host: api.example.com, ports: [{number: 80, protocol: HTTP}]}
+""", source="t")
+    assert isinstance(registry.approve(host="api.example.com", namespace="a", port=443,
+                                       protocol="HTTPS"), Approval)
+    assert isinstance(registry.approve(host="api.example.com", namespace="a", port=80,
+                                       protocol="HTTP"), Approval)
+    assert isinstance(registry.approve(host="api.example.com", namespace="b", port=443,
+                                       protocol="HTTPS"), Refusal)
+    assert isinstance(registry.approve(host="api.example.com", namespace="c", port=80,
+                                       protocol="HTTP"), Approval)
+
+
+def test_hosts_in_the_file_are_normalised_like_every_other_host() -> None:
+    registry = parse_registry("entries: [{host: API.Example.COM.}, {host: bücher.de}]",
+                              source="t")
+    assert isinstance(registry.approve(host="api.example.com", namespace="x"), Approval)
+    assert isinstance(registry.approve(host="xn--bcher-kva.de", namespace="x"), Approval)
+
+
+@pytest.mark.parametrize(("text", "field", "words"), [
+    ("entries: [{host: api.example.com, prots: [443]}]", "entries.0.prots", "Extra inputs"),
+    ("entries: [{host: 169.254.169.254}]", "entries.0.host", "IPv4"),
+    ("entries: [{host: metadata.google.internal}]", "entries.0.host", "metadata"),
+    ("entries: [{host: kubernetes.default.svc}]", "entries.0.host", "cluster"),
+    ("entries: [{host: '*.com'}]", "entries.0.host", "top-level"),
+    ("entries: [{host: a.example.com, ports: [0]}]", "entries.0.ports.0.number", "greater"),
+    ("entries: [{host: a.example.com, ports: [{number: 443, protocol: TCP}]}]",
+     "entries.0.ports.0.protocol", "HTTPS"),
+    ("entries: [{host: a.example.com, protocol: TLS, protocols: [TLS]}]", "entries.0",
+     "not both"),
+    ("entries: [{host: a.example.com, namespaces: []}]", "entries.0.namespaces", "at least"),
+    ("entries: [{host: a.example.com, namespaces: [Agents]}]", "entries.0.namespaces",
+     "namespace"),
+    ("entries: [{host: a.example.com, addresses: [10.0.0.0/8]}]", "entries.0.addresses",
+     "CIDR"),
+    ("entries: [{host: a.example.com, addresses: [169.254.169.254]}]", "entries.0.addresses",
+     "metadata"),
+    ("entries: [{host: a.example.com, addresses: [not-an-ip]}]", "entries.0.addresses",
+     "not an IP address"),
+    ("entries: [{host: a.example.com, ports: []}]", "entries.0.ports", "at least one port"),
+    ("deny: [127.0.0.1]", "deny.0.host", "IPv4"),
+    ("kind: Registry", "kind", "EgressRegistry"),
+    ("entries: {host: a.example.com}", "entries", "tuple"),
+    ("- a\n- b", "", "must be a mapping"),
+    ("entries: [", "", "not valid YAML"),
+])
+def test_a_bad_registry_names_source_field_and_reason(text: str, field: str,
+                                                      words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_registry(text, source="registry.yaml")
+    message = str(info.value)
+    assert message.startswith("registry.yaml: ")
+    assert field in message
+    assert words.lower() in message.lower(), message
+
+
+def test_the_embedded_default_is_empty_and_approves_nothing() -> None:
+    registry = load_registry(None)
+    assert registry.entries == ()
+    assert registry.deny == ()
+    assert isinstance(registry.approve(host="api.frankfurter.app", namespace="agents"),
+                      Refusal)
+
+
+def test_an_empty_file_is_an_empty_registry() -> None:
+    assert parse_registry("", source="t").entries == ()
+
+
+def test_load_registry_reads_a_file_and_names_it_in_errors(tmp_path: Path) -> None:
+    good = tmp_path / "registry.yaml"
+    good.write_text(REGISTRY)
+    assert len(load_registry(good).entries) == 4
+    with pytest.raises(ConfigError, match=r"missing\.yaml: cannot read"):
+        load_registry(tmp_path / "missing.yaml")
+
+
+def test_the_example_registry_loads() -> None:
+    registry = load_registry(EXAMPLE)
+    assert isinstance(registry.approve(host="api.frankfurter.app", namespace="agents", port=443,
+                                       protocol="TLS"), Approval)
+
+
+def test_the_digest_changes_with_the_content(registry: Registry) -> None:
+    assert registry.digest == parse_registry(REGISTRY, source="again").digest
+    assert registry.digest != load_registry(None).digest

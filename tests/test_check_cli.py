@@ -247,3 +247,55 @@ def test_a_final_pod_without_the_sidecar_is_refused_with_final(name: str,
     result = run_check("-f", str(manifest), "--agent-namespace", "agents", "--final")
     assert result.returncode == 1
     assert "[pod.istio-sidecar]" in result.stdout
+
+
+def test_scopes_mirror_the_webhook_configurations(tmp_path: Path) -> None:
+    entry = fixture_object("serviceentry-v1.json")
+    elsewhere = copy.deepcopy(entry)
+    elsewhere["metadata"]["namespace"] = "web"  # not an agent namespace: still checked
+    in_system = copy.deepcopy(entry)
+    in_system["metadata"]["namespace"] = "kube-system"
+    registry = fixture_object("configmap-create.json")
+    other_map = copy.deepcopy(registry)
+    other_map["metadata"]["name"] = "something-else"
+    sandbox = {"apiVersion": "agents.x-k8s.io/v1beta1", "kind": "Sandbox",
+               "metadata": {"name": "box", "namespace": "agents"},
+               "spec": {"podTemplate": {"spec": {"hostNetwork": True, "containers": [
+                   {"name": "agent", "image": "registry.example.com/agent:1"}]}}}}
+    manifest = write_yaml(tmp_path / "all.yaml", AGENTS_NAMESPACE, elsewhere, in_system,
+                          registry, other_map, sandbox)
+    result = run_check("-f", str(manifest), "-o", "json")
+    verdicts = {(r["kind"], r["namespace"], r["name"]): r["verdict"]
+                for r in json.loads(result.stdout)["results"]}
+    assert verdicts == {
+        ("Namespace", "default", "agents"): "skipped",
+        ("ServiceEntry", "web", "frankfurter-v1"): "refused",  # the embedded registry is empty
+        ("ServiceEntry", "kube-system", "frankfurter-v1"): "skipped",
+        ("ConfigMap", "agent-sandbox-system", "egress-registry"): "admitted",
+        ("ConfigMap", "agent-sandbox-system", "something-else"): "skipped",
+        ("Sandbox", "agents", "box"): "refused",
+    }
+    assert result.returncode == 1
+
+
+def test_the_registry_flag_decides_what_a_service_entry_may_reach(tmp_path: Path) -> None:
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(
+        "apiVersion: agentsandbox.io/v1alpha1\nkind: EgressRegistry\nentries:\n"
+        "- host: api.frankfurter.app\n  ports: [443]\n  protocol: TLS\n")
+    manifest = tmp_path / "se.json"
+    manifest.write_text(json.dumps(fixture_object("serviceentry-v1.json")))
+    refused = run_check("-f", str(manifest))  # the embedded registry approves nothing
+    approved = run_check("-f", str(manifest), "--registry", str(registry))
+    assert refused.returncode == 1
+    assert "[serviceentry.host-not-approved]" in refused.stdout
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+
+
+def test_a_broken_registry_file_exits_2(tmp_path: Path) -> None:
+    registry = tmp_path / "registry.yaml"
+    registry.write_text("entries: [ {host: \n")
+    manifest = write_yaml(tmp_path / "p.yaml", pod())
+    result = run_check("-f", str(manifest), "--registry", str(registry))
+    assert result.returncode == 2
+    assert str(registry) in result.stderr

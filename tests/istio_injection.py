@@ -1,0 +1,166 @@
+"""A test double of Istio's sidecar injector, modelled on its chart's injection template.
+
+Renders what ``istio-sidecar-injector`` adds to a pod labelled ``sidecar.istio.io/inject:
+"true"``, in three modes: ``classic`` (``istio-init`` running istio-iptables as root with
+NET_ADMIN/NET_RAW, ``istio-proxy`` as a container), ``native`` (the same, with ``istio-proxy``
+as an init container with ``restartPolicy: Always``) and ``cni`` (``istio-validation`` running
+``--run-validation --skip-rule-apply`` as the proxy UID, and the annotations the CNI plugin
+reads). The ``traffic.sidecar.istio.io/*`` annotations render into the iptables arguments the
+way the template renders them (``-i``, ``-x``, ``-q``, ``-o``, ``-k``, ``-c``), so tests can
+show what a capture-narrowing annotation would do. It returns a new pod; the input is not
+touched. It is a simulator for tests, not Istio.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+PROXY_IMAGE = "docker.io/istio/proxyv2:1.28.0"
+MODES = ("classic", "native", "cni")
+VOLUMES = ("workload-socket", "credential-socket", "workload-certs", "istio-envoy",
+           "istio-data", "istio-podinfo", "istio-token", "istiod-ca-cert", "istio-ca-crl")
+
+
+def _annotation(annotations: dict[str, Any], key: str, default: str) -> str:
+    value = annotations.get(key)
+    return value if isinstance(value, str) else default
+
+
+def iptables_args(annotations: dict[str, Any], *, cni: bool, proxy_uid: int = 1337) -> list[str]:
+    """istio-init's arguments, rendered from the pod's annotations like the chart does."""
+    args = ["istio-iptables", "-p", "15001", "-z", "15006", "-u", str(proxy_uid),
+            "-m", _annotation(annotations, "sidecar.istio.io/interceptionMode", "REDIRECT"),
+            "-i", _annotation(annotations, "traffic.sidecar.istio.io/includeOutboundIPRanges", "*"),
+            "-x", _annotation(annotations, "traffic.sidecar.istio.io/excludeOutboundIPRanges", ""),
+            "-b", _annotation(annotations, "traffic.sidecar.istio.io/includeInboundPorts", "*"),
+            "-d", "15090,15021,15020"]
+    optional = (("-q", "traffic.sidecar.istio.io/includeOutboundPorts"),
+                ("-o", "traffic.sidecar.istio.io/excludeOutboundPorts"),
+                ("-k", "istio.io/reroute-virtual-interfaces"),
+                ("-k", "traffic.sidecar.istio.io/kubevirtInterfaces"),
+                ("-c", "traffic.sidecar.istio.io/excludeInterfaces"))
+    seen_k = False
+    for flag, key in optional:
+        if key in annotations and not (flag == "-k" and seen_k):
+            args += [flag, str(annotations[key])]
+            seen_k = seen_k or flag == "-k"
+    args.append("--log_output_level=default:info")
+    if cni:
+        args += ["--run-validation", "--skip-rule-apply"]
+    return args
+
+
+def _init_container(annotations: dict[str, Any], *, cni: bool, proxy_uid: int) -> dict[str, Any]:
+    image = _annotation(annotations, "sidecar.istio.io/proxyImage", PROXY_IMAGE)
+    security: dict[str, Any] = {"allowPrivilegeEscalation": False, "privileged": False,
+                                "capabilities": {"drop": ["ALL"]}}
+    if cni:
+        security |= {"readOnlyRootFilesystem": True, "runAsGroup": proxy_uid,
+                     "runAsUser": proxy_uid, "runAsNonRoot": True}
+    else:
+        security["capabilities"] = {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]}
+        security |= {"readOnlyRootFilesystem": False, "runAsGroup": 0, "runAsNonRoot": False,
+                     "runAsUser": 0}
+    return {"name": "istio-validation" if cni else "istio-init",
+            "image": image if "/" in image else PROXY_IMAGE,
+            "args": iptables_args(annotations, cni=cni, proxy_uid=proxy_uid),
+            "resources": {"limits": {"cpu": "2", "memory": "1Gi"},
+                          "requests": {"cpu": "100m", "memory": "128Mi"}},
+            "securityContext": security}
+
+
+def _proxy_container(pod: dict[str, Any], *, proxy_uid: int) -> dict[str, Any]:
+    app = [c["name"] for c in pod["spec"].get("containers", []) if c.get("name") != "istio-proxy"]
+    probe = {"httpGet": {"path": "/healthz/ready", "port": 15021}, "periodSeconds": 15,
+             "timeoutSeconds": 3, "failureThreshold": 4}
+    return {
+        "name": "istio-proxy", "image": PROXY_IMAGE,
+        "args": ["proxy", "sidecar", "--domain", "$(POD_NAMESPACE).svc.cluster.local",
+                 "--proxyLogLevel=warning", "--log_output_level=default:info"],
+        "ports": [{"containerPort": 15090, "protocol": "TCP", "name": "http-envoy-prom"}],
+        "env": [{"name": "ISTIO_META_APP_CONTAINERS", "value": ",".join(app)},
+                {"name": "ISTIO_META_INTERCEPTION_MODE", "value": "REDIRECT"}],
+        "readinessProbe": probe,
+        "resources": {"limits": {"cpu": "2", "memory": "1Gi"},
+                      "requests": {"cpu": "100m", "memory": "128Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]}, "privileged": False,
+                            "readOnlyRootFilesystem": True, "runAsGroup": proxy_uid,
+                            "runAsNonRoot": True, "runAsUser": proxy_uid},
+        "volumeMounts": [{"name": name, "mountPath": f"/var/run/istio/{name}"}
+                         for name in VOLUMES if name not in ("istio-podinfo",)],
+    }
+
+
+def _rewrite_probes(container: dict[str, Any]) -> None:
+    """Istio routes app HTTP probes through the agent on 15020."""
+    for key, suffix in (("readinessProbe", "readyz"), ("livenessProbe", "livez"),
+                        ("startupProbe", "startupz")):
+        probe = container.get(key)
+        if isinstance(probe, dict) and isinstance(probe.get("httpGet"), dict):
+            probe["httpGet"] = {"path": f"/app-health/{container['name']}/{suffix}",
+                                "port": 15020, "scheme": "HTTP"}
+
+
+def inject(pod: dict[str, Any], *, mode: str = "classic", revision: str | None = None,
+           proxy_uid: int = 1337) -> dict[str, Any]:
+    """The pod as Istio's injector leaves it (unchanged when its selector does not match)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}")
+    result = copy.deepcopy(pod)
+    metadata = result.setdefault("metadata", {})
+    labels = metadata.get("labels") or {}
+    if labels.get("sidecar.istio.io/inject") != "true":
+        return result  # the injector's objectSelector does not match
+    metadata["labels"] = labels
+    if metadata.get("annotations") is None:
+        metadata["annotations"] = {}
+    annotations = metadata["annotations"]
+    spec = result["spec"]
+    cni = mode == "cni"
+    containers = [c for c in spec.get("containers", []) if c.get("name") != "istio-proxy"]
+    init_containers = list(spec.get("initContainers") or [])
+    ours_init = ([] if annotations.get("sidecar.istio.io/interceptionMode") == "NONE" else
+                 [_init_container(annotations, cni=cni, proxy_uid=proxy_uid)])
+    proxy = _proxy_container(result, proxy_uid=proxy_uid)
+    for container in containers:
+        _rewrite_probes(container)
+    if mode == "native":
+        proxy["restartPolicy"] = "Always"
+        proxy["startupProbe"] = dict(proxy["readinessProbe"], periodSeconds=1,
+                                     failureThreshold=600)
+        spec["initContainers"] = [*ours_init, proxy, *init_containers]
+        spec["containers"] = containers
+    else:
+        spec["initContainers"] = [*ours_init, *init_containers]
+        spec["containers"] = [*containers, proxy]
+    spec["volumes"] = [{"name": name, "emptyDir": {}} for name in VOLUMES] + list(
+        spec.get("volumes") or [])
+    labels.setdefault("security.istio.io/tlsMode", "istio")
+    labels.setdefault("service.istio.io/canonical-name", labels.get(
+        "app.kubernetes.io/name", labels.get("app", metadata.get("name", "unknown"))))
+    labels.setdefault("service.istio.io/canonical-revision", labels.get(
+        "app.kubernetes.io/version", labels.get("version", "latest")))
+    if containers:
+        annotations.setdefault("kubectl.kubernetes.io/default-logs-container",
+                               containers[0]["name"])
+        annotations.setdefault("kubectl.kubernetes.io/default-container", containers[0]["name"])
+    annotations["istio.io/rev"] = revision or "default"
+    annotations |= {"prometheus.io/path": "/stats/prometheus", "prometheus.io/port": "15020",
+                    "prometheus.io/scrape": "true"}
+    if cni:
+        annotations |= {"sidecar.istio.io/interceptionMode": _annotation(
+            annotations, "sidecar.istio.io/interceptionMode", "REDIRECT"),
+            "traffic.sidecar.istio.io/includeOutboundIPRanges": _annotation(
+                annotations, "traffic.sidecar.istio.io/includeOutboundIPRanges", "*"),
+            "traffic.sidecar.istio.io/includeInboundPorts": "*",
+            "traffic.sidecar.istio.io/excludeInboundPorts": "15020"}
+    annotations["sidecar.istio.io/status"] = json.dumps({
+        "initContainers": [c["name"] for c in ours_init] + (
+            ["istio-proxy"] if mode == "native" else []),
+        "containers": [] if mode == "native" else ["istio-proxy"],
+        "volumes": list(VOLUMES), "imagePullSecrets": None,
+        "revision": revision or "default"}, separators=(",", ":"))
+    return result

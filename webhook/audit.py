@@ -94,6 +94,9 @@ async def audit_loop(*, source: ObjectSource, contexts: Callable[[], ContextPair
             results = await asyncio.to_thread(audit_cluster, source, contexts=contexts())
         except SourceError as exc:
             log.warning("audit round failed: %s", exc)
+        except Exception:
+            # A bug in one round must not end the periodic audit for the process's lifetime.
+            log.exception("audit round failed")
         else:
             publish(violations_by_rule(results))
         await asyncio.sleep(interval)

@@ -1,0 +1,228 @@
+"""The webhook in a real cluster, driven with kubectl: mutations, refusals, real creates.
+
+Pod refusals are matched on their fixed rule ids (``[pod.host-namespaces] ...``); ServiceEntry
+and Skill refusals on their rule-id prefix (``[serviceentry.``, ``[skill.``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from e2e.conftest import Cluster, apply, kubectl
+
+
+def agent_pod(namespace: str, name: str = "currency-agent") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 10001,
+                "runAsGroup": 10001,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "agent",
+                    "image": "registry.example.com/agents/currency:1.0",
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "resources": {
+                        "requests": {"cpu": "250m", "memory": "512Mi"},
+                        "limits": {"cpu": "1", "memory": "1Gi"},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _dry_run(obj: dict[str, Any]) -> tuple[int, dict[str, Any] | None, str]:
+    result = apply(obj, "--dry-run=server", "-o", "json")
+    body = json.loads(result.stdout) if result.returncode == 0 else None
+    return result.returncode, body, result.stderr
+
+
+def test_dry_run_of_a_plain_agent_pod_shows_every_mutation_and_warnings(
+    cluster: Cluster,
+) -> None:
+    code, pod, stderr = _dry_run(agent_pod(cluster.namespace))
+    assert code == 0, stderr
+    assert pod is not None
+    spec = pod["spec"]
+    assert spec["runtimeClassName"] == "kata"
+    assert spec["dnsPolicy"] == "None"
+    assert spec["dnsConfig"]["nameservers"]
+    assert pod["metadata"]["labels"]["sidecar.istio.io/inject"] == "true"
+    assert spec["overhead"] == {"cpu": "250m", "memory": "160Mi"}, "kata's overhead applied"
+    assert "Warning:" in stderr, "each mutation is explained in a warning"
+    assert kubectl("-n", cluster.namespace, "get", "pod", "currency-agent").returncode != 0, (
+        "dry-run stored nothing"
+    )
+
+
+def _escape(namespace: str, name: str) -> dict[str, Any]:
+    pod = agent_pod(namespace, name=f"escape-{name}")
+    return pod
+
+
+def _variant(change: str, namespace: str) -> dict[str, Any]:
+    pod = _escape(namespace, change)
+    spec, container = pod["spec"], pod["spec"]["containers"][0]
+    meta = pod["metadata"]
+    if change == "host-network":
+        spec["hostNetwork"] = True
+    elif change == "host-pid":
+        spec["hostPID"] = True
+    elif change == "host-port":
+        container["ports"] = [{"containerPort": 8080, "hostPort": 8080}]
+    elif change == "host-path":
+        spec["volumes"] = [{"name": "root", "hostPath": {"path": "/"}}]
+        container["volumeMounts"] = [{"name": "root", "mountPath": "/host"}]
+    elif change == "privileged":
+        container["securityContext"] = {"privileged": True}
+    elif change == "proxy-uid":
+        spec["securityContext"]["runAsUser"] = 1337
+    elif change == "foreign-runtime-class":
+        spec["runtimeClassName"] = "e2e-foreign"
+    elif change == "exclude-outbound":
+        meta["annotations"] = {"traffic.sidecar.istio.io/excludeOutboundIPRanges": "0.0.0.0/0"}
+    elif change == "istio-proxy-container":
+        container["name"] = "istio-proxy"
+    elif change == "host-aliases":
+        spec["hostAliases"] = [{"ip": "169.254.169.254", "hostnames": ["api.frankfurter.app"]}]
+    elif change == "net-admin":
+        container["securityContext"]["capabilities"]["add"] = ["NET_ADMIN"]
+    elif change == "share-process-namespace":
+        spec["shareProcessNamespace"] = True
+    elif change == "sysctls":
+        spec["securityContext"]["sysctls"] = [
+            {"name": "net.ipv4.ip_local_port_range", "value": "1024 65000"}
+        ]
+    elif change == "kata-annotation":
+        meta["annotations"] = {"io.katacontainers.config.hypervisor.kernel_params": "x"}
+    elif change == "inject-false":
+        meta["labels"] = {"sidecar.istio.io/inject": "false"}
+    elif change == "proxy-image":
+        meta["annotations"] = {"sidecar.istio.io/proxyImage": "evil.example.com/proxy:1"}
+    else:
+        raise AssertionError(change)
+    return pod
+
+
+ESCAPES = {
+    "host-network": "pod.host-namespaces",
+    "host-pid": "pod.host-namespaces",
+    "host-port": "pod.host-ports",
+    "host-path": "pod.host-path",
+    "privileged": "pod.privileged",
+    "proxy-uid": "pod.proxy-identity",
+    "foreign-runtime-class": "pod.runtime-class",
+    "exclude-outbound": "pod.istio-capture-annotations",
+    "istio-proxy-container": "pod.istio-reserved-names",
+    "host-aliases": "pod.host-aliases",
+    "net-admin": "pod.capabilities",
+    "share-process-namespace": "pod.share-process-namespace",
+    "sysctls": "pod.sysctls",
+    "kata-annotation": "pod.kata-annotations",
+    "inject-false": "pod.istio-inject",
+    "proxy-image": "pod.istio-proxy-override",
+}
+
+
+@pytest.mark.parametrize(("change", "rule"), sorted(ESCAPES.items()))
+def test_escape_pod_is_refused_with_its_rule_id(cluster: Cluster, change: str, rule: str) -> None:
+    code, _, stderr = _dry_run(_variant(change, cluster.namespace))
+    assert code != 0, f"{change} was admitted"
+    assert f"[{rule}]" in stderr, stderr
+
+
+def _service_entry(namespace: str, host: str, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "ServiceEntry",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "hosts": [host],
+            "location": "MESH_EXTERNAL",
+            "resolution": "DNS",
+            "exportTo": ["."],
+            "ports": [{"number": 443, "name": "tls", "protocol": "TLS"}],
+        },
+    }
+
+
+def test_service_entries_approved_and_not(cluster: Cluster) -> None:
+    if not cluster.istio_crds:
+        pytest.skip("Istio's ServiceEntry CRD is not installed in this cluster")
+    ok = _dry_run(_service_entry(cluster.namespace, "api.frankfurter.app", "frankfurter"))
+    assert ok[0] == 0, ok[2]
+    refused = _dry_run(_service_entry(cluster.namespace, "exfil.example.com", "exfil"))
+    assert refused[0] != 0
+    assert "[serviceentry." in refused[2], refused[2]
+
+
+def _skill(namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "agentsandbox.io/v1alpha1",
+        "kind": "Skill",
+        "metadata": {"name": "currency-rates", "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def test_skills_need_declared_and_approved_egress(cluster: Cluster) -> None:
+    approved = _skill(
+        cluster.namespace,
+        {
+            "description": "exchange rates",
+            "image": "registry.example.com/skills/fx:1.0",
+            "egressRequirements": [{"host": "api.frankfurter.app"}],
+        },
+    )
+    code, _, stderr = _dry_run(approved)
+    assert code == 0, stderr
+    unapproved = copy.deepcopy(approved)
+    unapproved["spec"]["egressRequirements"] = [{"host": "exfil.example.com"}]
+    code, _, stderr = _dry_run(unapproved)
+    assert code != 0
+    assert "[skill." in stderr, stderr
+    missing = copy.deepcopy(approved)
+    del missing["spec"]["egressRequirements"]
+    code, _, stderr = _dry_run(missing)
+    # Refused either by the CRD schema (required) or by the webhook; never admitted.
+    assert code != 0
+    assert "egressRequirements" in stderr, stderr
+
+
+def test_a_real_create_stores_the_mutated_pod(cluster: Cluster) -> None:
+    name = "currency-agent-real"
+    created = apply(agent_pod(cluster.namespace, name=name))
+    assert created.returncode == 0, created.stderr
+    try:
+        stored = json.loads(
+            kubectl("-n", cluster.namespace, "get", "pod", name, "-o", "json", check=True).stdout
+        )
+        assert stored["spec"]["runtimeClassName"] == "kata"
+        assert stored["spec"]["dnsPolicy"] == "None"
+        assert stored["metadata"]["labels"]["sidecar.istio.io/inject"] == "true"
+    finally:
+        kubectl(
+            "-n",
+            cluster.namespace,
+            "delete",
+            "pod",
+            name,
+            "--grace-period=0",
+            "--force",
+            "--wait=false",
+            "--ignore-not-found",
+        )

@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from webhook import __version__
+from webhook.audit import register_audit_command
 from webhook.certs import register_certs_command
+from webhook.check import register_check_command
 from webhook.errors import ConfigError
 from webhook.logs import configure_logging
 from webhook.serve import ServeSettings, run
@@ -104,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=__version__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     _register_serve(subparsers)
+    register_check_command(subparsers)
+    register_audit_command(subparsers)
     register_certs_command(subparsers)
     return parser
 

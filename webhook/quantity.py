@@ -18,7 +18,8 @@ _DECIMAL = {"m": Fraction(1, 1000), "": Fraction(1), "k": Fraction(10**3),
             "P": Fraction(10**15), "E": Fraction(10**18)}
 _QUANTITY = re.compile(
     r"(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+))"
-    r"(?:(?P<binary>Ki|Mi|Gi|Ti|Pi|Ei)|[eE](?P<exponent>[+-]?\d+)|(?P<decimal>[mkMGTPE]?))"
+    r"(?:(?P<binary>Ki|Mi|Gi|Ti|Pi|Ei)|[eE](?P<exponent>[+-]?\d+)|(?P<decimal>[mkMGTPE]?))",
+    re.ASCII,  # \d must not match other scripts' digits, which the API server refuses
 )
 # Kubernetes refuses exponents this large; bounding them keeps Fraction arithmetic cheap on
 # hostile input.

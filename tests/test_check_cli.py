@@ -25,7 +25,7 @@ AGENTS_NAMESPACE = {"apiVersion": "v1", "kind": "Namespace",
 
 
 def run_check(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "webhook.check", *args], input=stdin,
+    return subprocess.run([sys.executable, "-m", "webhook", "check", *args], input=stdin,
                           capture_output=True, text=True, timeout=60, check=False)
 
 

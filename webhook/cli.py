@@ -16,6 +16,7 @@ from pathlib import Path
 
 from webhook import __version__
 from webhook.audit import register_audit_command
+from webhook.certmanager import cert_manager_settings, register_cert_manager_arguments
 from webhook.certs import register_certs_command
 from webhook.check import register_check_command
 from webhook.errors import ConfigError
@@ -75,6 +76,7 @@ def _register_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     serve.add_argument("--drain-timeout", type=float,
                        default=float(_env("DRAIN_TIMEOUT", "10") or 10),
                        help="seconds in-flight requests get to finish on shutdown")
+    register_cert_manager_arguments(serve)
     serve.set_defaults(func=_run_serve)
 
 
@@ -89,7 +91,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         registry_path=_path(args.registry), cert_path=_path(args.tls_cert),
         key_path=_path(args.tls_key), client_ca_path=_path(args.client_ca),
         reload_interval=args.reload_interval, shutdown_delay=args.shutdown_delay,
-        drain_timeout=args.drain_timeout)
+        drain_timeout=args.drain_timeout, certificates=cert_manager_settings(args))
     try:
         asyncio.run(run(settings))
     except ConfigError as exc:

@@ -23,6 +23,12 @@ from typing import Any
 from aiohttp import web
 
 from webhook import certs
+from webhook.certmanager import (
+    CertManagerSettings,
+    SecretCertificateManager,
+    resolve_mode,
+    secret_manager_ctx,
+)
 from webhook.config import Policy, load_policy
 from webhook.engine import NO_REGISTRY, Engine
 from webhook.errors import ConfigError
@@ -50,6 +56,8 @@ class ServeSettings:
     shutdown_delay: float = 5.0
     drain_timeout: float = 10.0
     extra_background: tuple[CleanupCtx, ...] = field(default=())
+    certificates: CertManagerSettings = field(
+        default_factory=lambda: CertManagerSettings(mode=None))
 
 
 def load_engine(settings: ServeSettings) -> tuple[Engine, list[WatchedFile[Any]]]:
@@ -142,10 +150,25 @@ def _detail(watched: WatchedFile[Any]) -> Callable[[], dict[str, Any]]:
     return detail
 
 
-def make_tls(settings: ServeSettings, scratch: Path) -> ServingTLS:
-    if settings.cert_path is not None and settings.key_path is not None:
+async def prepare_tls(settings: ServeSettings, scratch: Path) -> tuple[ServingTLS,
+                                                                       CleanupCtx | None]:
+    """The serving certificate for the chosen mode, plus its keeper in secret mode."""
+    mode = resolve_mode(settings.certificates, tls_cert_given=settings.cert_path is not None)
+    if mode == "files":
+        if settings.cert_path is None or settings.key_path is None:
+            raise ConfigError("--cert-mode files needs --tls-cert and --tls-key")
         return ServingTLS(cert_path=settings.cert_path, key_path=settings.key_path,
-                          client_ca_path=settings.client_ca_path)
+                          client_ca_path=settings.client_ca_path), None
+    if mode == "secret":
+        # Imported here so that only secret mode needs cluster credentials and the client.
+        from webhook.kube import KubernetesApi
+
+        cm = settings.certificates
+        api = await asyncio.to_thread(KubernetesApi.from_environment)
+        manager = SecretCertificateManager(api=api, settings=cm)
+        await manager.reconcile()  # creates or adopts the Secret and writes the serving pair
+        return ServingTLS(cert_path=cm.cert_path, key_path=cm.key_path,
+                          client_ca_path=settings.client_ca_path), secret_manager_ctx(manager)
     bundle = certs.write_dev_bundle(scratch, dns_names=["localhost"],
                                     ip_addresses=["127.0.0.1", "::1"])
     print(f"no certificate given: serving a throwaway self-signed certificate for "
@@ -153,13 +176,13 @@ def make_tls(settings: ServeSettings, scratch: Path) -> ServingTLS:
           f"(curl --cacert {bundle.ca_cert} https://{settings.host}:{settings.port}/healthz)",
           flush=True)
     return ServingTLS(cert_path=bundle.cert, key_path=bundle.key,
-                      client_ca_path=settings.client_ca_path)
+                      client_ca_path=settings.client_ca_path), None
 
 
 async def run(settings: ServeSettings, *, started: asyncio.Event | None = None) -> None:
     engine, watched = load_engine(settings)
     with tempfile.TemporaryDirectory(prefix="agent-sandbox-webhook-") as scratch:
-        tls = make_tls(settings, Path(scratch))
+        tls, keeper = await prepare_tls(settings, Path(scratch))
         health = Health(ready=False)
         metrics = Metrics()
         metrics.watch_certificate(lambda: tls.seconds_to_expiry(now=datetime.now(UTC)))
@@ -167,6 +190,8 @@ async def run(settings: ServeSettings, *, started: asyncio.Event | None = None) 
         app.cleanup_ctx.append(reload_files_ctx(engine, watched,
                                                 interval=settings.reload_interval))
         app.cleanup_ctx.append(tls_reload_ctx(tls, interval=settings.reload_interval))
+        if keeper is not None:
+            app.cleanup_ctx.append(keeper)
         for background in settings.extra_background:
             app.cleanup_ctx.append(background)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.drain_timeout)

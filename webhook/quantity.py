@@ -61,12 +61,12 @@ def _parse(text: str) -> Fraction:
     return number * _DECIMAL[match["decimal"] or ""]
 
 
-def format_bytes(value: Fraction) -> str:
+def format_bytes(value: int | Fraction) -> str:
     """Render a byte count in the largest binary unit that divides it exactly.
 
     Fractions of a byte are rounded up: a floor must never be rendered below itself.
     """
-    whole = -(-value.numerator // value.denominator)  # ceiling
+    whole = value if isinstance(value, int) else -(-value.numerator // value.denominator)
     for suffix in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
         unit = _BINARY[suffix]
         if whole and whole % unit == 0:

@@ -29,11 +29,11 @@ class CompiledPolicy:
     modes: Mapping[str, Mode]
     digest: str
     runtime_class: str
-    pod_floor: Fraction
+    pod_floor: int | Fraction
     pod_floor_text: str
-    default_request: Fraction
+    default_request: int | Fraction
     default_request_text: str
-    default_limit: Fraction
+    default_limit: int | Fraction
     default_limit_text: str
     nameservers: tuple[str, ...]
     cluster_domain: str
@@ -92,11 +92,11 @@ def _build(policy: Policy) -> CompiledPolicy:
         modes=MappingProxyType({rule.id: policy.mode(rule.id) for rule in POD_RULES}),
         digest=policy.digest,
         runtime_class=policy.runtime_class.name,
-        pod_floor=parse_quantity(memory.pod_floor),
+        pod_floor=_exact(memory.pod_floor),
         pod_floor_text=memory.pod_floor,
-        default_request=parse_quantity(memory.container_default_request),
+        default_request=_exact(memory.container_default_request),
         default_request_text=memory.container_default_request,
-        default_limit=parse_quantity(memory.container_default_limit),
+        default_limit=_exact(memory.container_default_limit),
         default_limit_text=memory.container_default_limit,
         nameservers=tuple(policy.dns.nameservers),
         cluster_domain=policy.dns.cluster_domain,
@@ -106,3 +106,9 @@ def _build(policy: Policy) -> CompiledPolicy:
         proxy_uid=policy.istio.proxy_uid,
         proxy_gid=policy.istio.proxy_gid,
     )
+
+
+def _exact(text: str) -> int | Fraction:
+    value = parse_quantity(text)
+    # Whole byte counts as int keep the memory arithmetic in cheap int operations.
+    return int(value) if value.denominator == 1 else value

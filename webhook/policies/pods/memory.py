@@ -25,6 +25,7 @@ RULE = "pod.memory-floor"
 PROXY_CONTAINER = "istio-proxy"
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 SECTIONS = ("requests", "limits")
+Amount = int | Fraction  # bytes; int whenever whole, which is nearly always
 
 
 @dataclass(slots=True)
@@ -32,8 +33,8 @@ class Sizing:
     """One app container's memory request and limit, as read and as planned."""
 
     ref: ContainerRef
-    request: Fraction | None
-    limit: Fraction | None
+    request: Amount | None
+    limit: Amount | None
     request_text: str | None
     limit_text: str | None
 
@@ -58,7 +59,7 @@ def read_sizings(refs: list[ContainerRef], *, builder: VerdictBuilder) -> list[S
     sizings: list[Sizing] = []
     usable = True
     for ref in refs:
-        values: dict[str, tuple[Fraction | None, str | None]] = {}
+        values: dict[str, tuple[Amount | None, str | None]] = {}
         for section in SECTIONS:
             read = _read(ref, section, builder=builder)
             if read is None:
@@ -71,7 +72,7 @@ def read_sizings(refs: list[ContainerRef], *, builder: VerdictBuilder) -> list[S
 
 
 def _read(ref: ContainerRef, section: str, *,
-          builder: VerdictBuilder) -> tuple[Fraction | None, str | None] | None:
+          builder: VerdictBuilder) -> tuple[Amount | None, str | None] | None:
     """(value, text), (None, None) when absent, or None when unusable (violation recorded)."""
     resources = ref.body.get("resources")
     if resources is None:
@@ -101,7 +102,9 @@ def _read(ref: ContainerRef, section: str, *,
         builder.violate(RULE, where, f"{text!r} is negative; write a positive quantity "
                         "such as 512Mi")
         return None
-    return value, str(text)
+    # Nearly every quantity is a whole number of bytes, and int arithmetic is far cheaper
+    # than Fraction's on the hot path; the two mix exactly.
+    return (int(value) if value.denominator == 1 else value), str(text)
 
 
 def main_index(sizings: list[Sizing], annotations: dict[str, Any]) -> int:
@@ -119,7 +122,7 @@ def plan_raises(sizings: list[Sizing], *, annotations: dict[str, Any],
     if not sizings:
         return []
     floor_note = f"pod floor {compiled.pod_floor_text}"
-    planned: list[tuple[Fraction, str | None, str]] = []  # per container and section
+    planned: list[tuple[Amount, str | None, str]] = []  # per container and section
     for sizing in sizings:
         request, limit = sizing.request, sizing.limit
         request_text, limit_text = sizing.request_text, sizing.limit_text
@@ -180,7 +183,7 @@ def check_floors(sizings: list[Sizing], *, compiled: CompiledPolicy,
                             "raise the limit")
     for section, index in (("requests", 0), ("limits", 1)):
         values = [(s.request, s.limit)[index] for s in sizings]
-        total = sum((v for v in values if v is not None), Fraction(0))
+        total: Amount = sum(v for v in values if v is not None)
         if total < compiled.pod_floor:
             builder.violate(RULE, join(path, "spec.containers"),
                             f"the app containers' memory {section} total "

@@ -62,7 +62,7 @@ def plan_pod(pod: dict[str, Any], *, namespace: str, compiled: CompiledPolicy, p
     """Check ``pod`` before injection (into ``builder``) and plan every change to it."""
     path = display_from_pointer(pointer)
     check_pod(pod, compiled=compiled, builder=builder, path=path, final=False,
-              namespace=namespace)
+              namespace=namespace, read_memory=False)
     metadata, spec = pod_parts(pod, path=path)
     labels = string_map(metadata, "labels", path=path)
     annotations = string_map(metadata, "annotations", path=path)
@@ -91,7 +91,7 @@ def plan_pod(pod: dict[str, Any], *, namespace: str, compiled: CompiledPolicy, p
                                        pointer=pointer):
             planned.append(Planned(dns.RULE, "dnsConfig", ops_, note))
 
-    if compiled.active(memory.RULE) and memory.RULE not in refused:
+    if compiled.active(memory.RULE):
         planned.extend(_plan_memory(spec, annotations, compiled=compiled, pointer=pointer,
                                     path=path, builder=builder))
 

@@ -54,13 +54,17 @@ def _plain(value: Any) -> str:
 
 
 def check_pod(pod: Any, *, compiled: CompiledPolicy, builder: VerdictBuilder, path: str,
-              final: bool, namespace: str | None) -> None:
-    """Every pod rule over one raw pod; violations go to ``builder``."""
+              final: bool, namespace: str | None, read_memory: bool = True) -> None:
+    """Every pod rule over one raw pod; violations go to ``builder``.
+
+    ``read_memory=False`` leaves the memory rule to a caller that reads the quantities
+    itself (the mutating side plans raises from them), so they are read once.
+    """
     metadata, spec = pod_parts(pod, path=path)
     labels = string_map(metadata, "labels", path=path)
     annotations = string_map(metadata, "annotations", path=path)
     check_runtime_class(spec, compiled=compiled, builder=builder, path=path, final=final)
-    if compiled.active(memory.RULE):
+    if read_memory and compiled.active(memory.RULE):
         refs = memory.app_containers(spec, pointer="", path=path)
         sizings = memory.read_sizings(refs, builder=builder)
         if final and sizings is not None:

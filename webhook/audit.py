@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -160,3 +161,27 @@ def _controlled(obj: Mapping[str, Any]) -> bool:
 
 def _namespace(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("namespace") or "")
+
+
+def periodic_audit_ctx(*, contexts: Callable[[], ContextPair], interval: float,
+                       publish: Callable[[Mapping[str, int]], None],
+                       ) -> Callable[[Any], AsyncIterator[None]]:
+    """A ``cleanup_ctx`` entry that runs ``audit_loop`` inside ``serve`` (off by default).
+
+    It is never on the admission path: it lists objects with the cluster credentials in a
+    worker thread and only publishes counts, never per-object resources.
+    """
+
+    async def periodic_audit(app: Any) -> AsyncIterator[None]:
+        source = await asyncio.to_thread(KubernetesSource.from_environment)
+        task = asyncio.create_task(audit_loop(source=source, contexts=contexts,
+                                              interval=interval, publish=publish),
+                                   name="periodic-audit")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return periodic_audit

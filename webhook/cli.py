@@ -76,6 +76,11 @@ def _register_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     serve.add_argument("--drain-timeout", type=float,
                        default=float(_env("DRAIN_TIMEOUT", "10") or 10),
                        help="seconds in-flight requests get to finish on shutdown")
+    serve.add_argument("--audit-interval", type=float,
+                       default=float(_env("AUDIT_INTERVAL", "0") or 0),
+                       help="seconds between read-only audits of the cluster, published as "
+                       "agent_sandbox_audit_violations (needs the agent-sandbox-auditor "
+                       "ClusterRole); 0, the default, turns them off")
     register_cert_manager_arguments(serve)
     serve.set_defaults(func=_run_serve)
 
@@ -91,7 +96,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         registry_path=_path(args.registry), cert_path=_path(args.tls_cert),
         key_path=_path(args.tls_key), client_ca_path=_path(args.client_ca),
         reload_interval=args.reload_interval, shutdown_delay=args.shutdown_delay,
-        drain_timeout=args.drain_timeout, certificates=cert_manager_settings(args))
+        drain_timeout=args.drain_timeout, certificates=cert_manager_settings(args),
+        audit_interval=args.audit_interval)
     try:
         asyncio.run(run(settings))
     except ConfigError as exc:

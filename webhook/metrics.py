@@ -7,7 +7,7 @@ Every metric is listed in README.md ("Metrics").
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -73,6 +73,11 @@ class Metrics:
     def set_policy(self, digest: str) -> None:
         self.policy_info.clear()
         self.policy_info.labels(digest=digest).set(1)
+
+    def set_audit_counts(self, counts: Mapping[str, int]) -> None:
+        self.audit_violations.clear()
+        for rule, count in counts.items():
+            self.audit_violations.labels(rule=rule).set(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from webhook import certs
+from webhook.audit import periodic_audit_ctx
 from webhook.certmanager import (
     CertManagerSettings,
     SecretCertificateManager,
@@ -56,6 +57,7 @@ class ServeSettings:
     shutdown_delay: float = 5.0
     drain_timeout: float = 10.0
     extra_background: tuple[CleanupCtx, ...] = field(default=())
+    audit_interval: float = 0.0  # seconds between periodic audits; 0 turns them off
     certificates: CertManagerSettings = field(
         default_factory=lambda: CertManagerSettings(mode=None))
 
@@ -192,6 +194,10 @@ async def run(settings: ServeSettings, *, started: asyncio.Event | None = None) 
         app.cleanup_ctx.append(tls_reload_ctx(tls, interval=settings.reload_interval))
         if keeper is not None:
             app.cleanup_ctx.append(keeper)
+        if settings.audit_interval > 0:
+            app.cleanup_ctx.append(periodic_audit_ctx(
+                contexts=lambda: engine.contexts, interval=settings.audit_interval,
+                publish=metrics.set_audit_counts))
         for background in settings.extra_background:
             app.cleanup_ctx.append(background)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.drain_timeout)

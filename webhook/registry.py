@@ -1,9 +1,10 @@
 """The approved egress registry: its file format, loading, and the lookups policies use.
 
-Owns the pydantic model of ``registry.yaml`` (strict: unknown fields fail at load time), the
-indexes built once per load, and ``Registry.approve``/``addresses``/``mesh_wide_export``. It
-does not watch files (``webhook.reload``) and does not decide about objects
-(``webhook.policies``); host syntax belongs to ``webhook.hosts``.
+Owns the pydantic model of ``registry.yaml`` (strict: unknown fields fail at load time),
+parsing and loading, and ``Registry.approve``/``addresses``/``mesh_wide_export``, which read
+an index built once per load (``webhook.registry_index``). It does not watch files
+(``webhook.reload``) and does not decide about objects (``webhook.policies``); host syntax
+belongs to ``webhook.hosts``.
 
 Matching: an entry's host is an exact name or ``*.suffix`` (any name under the suffix, not
 the suffix itself). For a given host only the most specific group of entries counts: the
@@ -16,13 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from enum import StrEnum
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Final, Literal
 
 import orjson
@@ -31,7 +28,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -40,16 +36,26 @@ from pydantic import (
 from webhook.config import describe_validation_error
 from webhook.errors import ConfigError
 from webhook.hosts import Host, is_forbidden_address, parse_host
+from webhook.registry_index import (
+    Approval,
+    IPAddress,
+    PortProtocol,
+    Refusal,
+    Refused,
+    RegistryIndex,
+)
+
+__all__ = ["API_VERSION", "HOST_MATCHED_PROTOCOLS", "KIND", "Approval", "DenyEntry", "Entry",
+           "IPAddress", "PortApproval", "PortProtocol", "Refusal", "Refused", "Registry",
+           "load_registry", "parse_registry"]
 
 DEFAULT_REGISTRY_RESOURCE = "defaults/registry.yaml"
 API_VERSION: Final = "agentsandbox.io/v1alpha1"
 KIND: Final = "EgressRegistry"
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # Protocols where Istio matches the host (SNI or Host/:authority). Opaque ones never qualify.
 Protocol = Literal["HTTPS", "TLS", "HTTP", "HTTP2", "GRPC"]
 HOST_MATCHED_PROTOCOLS: frozenset[str] = frozenset({"HTTPS", "TLS", "HTTP", "HTTP2", "GRPC"})
-PortProtocol = tuple[int, str]
 
 
 class _Strict(BaseModel):
@@ -175,52 +181,8 @@ class DenyEntry(_Strict):
         return value if isinstance(value, Host) else parse_host(value, allow_wildcard=True)
 
 
-class Refused(StrEnum):
-    DENIED = "denied"  # on the deny list
-    NOT_LISTED = "not-listed"  # no entry matches the host
-    NAMESPACE = "namespace"  # entries match, none for this namespace
-    PORT = "port"  # approved for the namespace, not on this port/protocol
-
-
-@dataclass(frozen=True, slots=True)
-class Approval:
-    host: str
-    key: Host  # the registry key (exact or *.suffix) that approved it
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    host: str
-    reason: Refused
-    key: Host | None = None  # the most specific matching key, if any
-    approved: frozenset[PortProtocol] = frozenset()  # what the namespace may use instead
-    deny: DenyEntry | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Grant:
-    pairs: frozenset[PortProtocol]
-    addresses: frozenset[IPAddress]
-    mesh_wide_export: bool
-
-
-_NO_GRANT = _Grant(frozenset(), frozenset(), mesh_wide_export=False)
-
-
-@dataclass(frozen=True, slots=True)
-class _Group:
-    """Every entry with one key, folded per namespace at load time."""
-
-    key: Host
-    everyone: _Grant | None  # from entries without a namespaces list
-    by_namespace: Mapping[str, _Grant]  # already includes ``everyone``
-
-    def grant(self, namespace: str) -> _Grant | None:
-        return self.by_namespace.get(namespace, self.everyone)
-
-
 class Registry(_Strict):
-    """The whole registry file, plus lookup indexes built once when it is validated.
+    """The whole registry file; lookups go through an index built once, at validation.
 
     ``apiVersion``/``kind`` are optional but checked when present. Every lookup takes a host
     already normalised by ``webhook.hosts.parse_host`` (an exact name).
@@ -231,11 +193,6 @@ class Registry(_Strict):
     entries: tuple[Entry, ...] = ()
     deny: tuple[DenyEntry, ...] = ()
 
-    _exact: dict[str, _Group] = PrivateAttr(default_factory=dict)
-    _suffix: dict[str, _Group] = PrivateAttr(default_factory=dict)
-    _deny_exact: dict[str, DenyEntry] = PrivateAttr(default_factory=dict)
-    _deny_suffix: dict[str, DenyEntry] = PrivateAttr(default_factory=dict)
-
     @field_validator("deny", mode="before")
     @classmethod
     def _bare_hosts(cls, value: Any) -> Any:
@@ -244,14 +201,16 @@ class Registry(_Strict):
         return value
 
     def model_post_init(self, context: Any, /) -> None:
-        grouped: dict[Host, list[Entry]] = {}
-        for entry in self.entries:
-            grouped.setdefault(entry.host, []).append(entry)
-        for key, entries in grouped.items():
-            (self._suffix if key.wildcard else self._exact)[key.name] = _fold(key, entries)
-        for item in self.deny:
-            (self._deny_suffix if item.host.wildcard else self._deny_exact).setdefault(
-                item.host.name, item)
+        _ = self.index  # build now: a load pays for it, not the first request
+
+    @cached_property
+    def index(self) -> RegistryIndex:
+        # A cached_property lands in the instance dict: a plain attribute read afterwards,
+        # unlike pydantic private attributes, which cost microseconds per access.
+        return RegistryIndex(
+            [(e.host, e.pairs(), e.namespaces, frozenset(e.addresses), e.allow_mesh_wide_export)
+             for e in self.entries],
+            [(d.host, d) for d in self.deny])
 
     @cached_property
     def digest(self) -> str:
@@ -262,76 +221,19 @@ class Registry(_Strict):
 
     def denied(self, host: str) -> DenyEntry | None:
         """The deny-list item matching ``host`` (exactly, or under a ``*.suffix``), if any."""
-        hit = self._deny_exact.get(host)
-        if hit is not None:
-            return hit
-        for suffix in _parents(host):
-            hit = self._deny_suffix.get(suffix)
-            if hit is not None:
-                return hit
-        return None
+        return self.index.denied(host)
 
     def approve(self, *, host: str, namespace: str, port: int | None = None,
                 protocol: str | None = None) -> Approval | Refusal:
         """May ``namespace`` reach ``host`` (on ``port``/``protocol``, when given)?"""
-        deny = self.denied(host)
-        if deny is not None:
-            return Refusal(host, Refused.DENIED, deny=deny)
-        group = self._group(host)
-        if group is None:
-            return Refusal(host, Refused.NOT_LISTED)
-        grant = group.grant(namespace)
-        if grant is None:
-            return Refusal(host, Refused.NAMESPACE, key=group.key)
-        if port is not None and (port, (protocol or "").upper()) not in grant.pairs:
-            return Refusal(host, Refused.PORT, key=group.key, approved=grant.pairs)
-        return Approval(host, group.key)
+        return self.index.approve(host, namespace, port, protocol)
 
     def addresses(self, *, host: str, namespace: str) -> frozenset[IPAddress]:
         """Exact IPs that endpoints/addresses may pin ``host`` to, for ``namespace``."""
-        return self._grant(host, namespace).addresses
+        return self.index.grant(host, namespace).addresses
 
     def mesh_wide_export(self, *, host: str, namespace: str) -> bool:
-        return self._grant(host, namespace).mesh_wide_export
-
-    def _grant(self, host: str, namespace: str) -> _Grant:
-        if self.denied(host) is not None:
-            return _NO_GRANT
-        group = self._group(host)
-        grant = group.grant(namespace) if group is not None else None
-        return grant or _NO_GRANT
-
-    def _group(self, host: str) -> _Group | None:
-        group = self._exact.get(host)
-        if group is not None:
-            return group
-        for suffix in _parents(host):  # longest first: the most specific suffix wins
-            group = self._suffix.get(suffix)
-            if group is not None:
-                return group
-        return None
-
-
-def _parents(host: str) -> Iterator[str]:
-    """``a.b.c`` -> ``b.c``, ``c``: each proper suffix, longest first."""
-    index = host.find(".")
-    while index != -1:
-        yield host[index + 1:]
-        index = host.find(".", index + 1)
-
-
-def _fold(key: Host, entries: list[Entry]) -> _Group:
-    def merge(items: list[Entry]) -> _Grant:
-        return _Grant(frozenset().union(*(e.pairs() for e in items)),
-                      frozenset().union(*(e.addresses for e in items)),
-                      any(e.allow_mesh_wide_export for e in items))
-
-    shared = [e for e in entries if e.namespaces is None]
-    everyone = merge(shared) if shared else None
-    names = {ns for e in entries for ns in (e.namespaces or ())}
-    by_namespace = {ns: merge([*shared, *(e for e in entries if e.namespaces and
-                                          ns in e.namespaces)]) for ns in names}
-    return _Group(key, everyone, MappingProxyType(by_namespace))
+        return self.index.grant(host, namespace).mesh_wide_export
 
 
 def parse_registry(text: str, *, source: str) -> Registry:

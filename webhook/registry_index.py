@@ -1,0 +1,156 @@
+"""The lookup side of the egress registry: indexes built once per load, read per request.
+
+Owns the answer to "may this namespace reach this host on this port and protocol?" and its
+reasons. Each lookup is a handful of dict reads (the exact name, then each parent suffix,
+longest first), never a scan of the entries or a regular expression. It does not parse
+files: ``webhook.registry`` validates the YAML and builds this index from the result.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from webhook.hosts import Host
+
+if TYPE_CHECKING:
+    from webhook.registry import DenyEntry
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+PortProtocol = tuple[int, str]
+# (key, approved (port, protocol) pairs, namespaces or None for all, addresses, export)
+EntryFacts = tuple[Host, frozenset[PortProtocol], "tuple[str, ...] | None",
+                   frozenset[IPAddress], bool]
+
+
+class Refused(StrEnum):
+    DENIED = "denied"  # on the deny list
+    NOT_LISTED = "not-listed"  # no entry matches the host
+    NAMESPACE = "namespace"  # entries match, none for this namespace
+    PORT = "port"  # approved for the namespace, not on this port/protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    host: str
+    key: Host  # the registry key (exact or *.suffix) that approved it
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    host: str
+    reason: Refused
+    key: Host | None = None  # the most specific matching key, if any
+    approved: frozenset[PortProtocol] = frozenset()  # what the namespace may use instead
+    deny: DenyEntry | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Grant:
+    pairs: frozenset[PortProtocol]
+    addresses: frozenset[IPAddress]
+    mesh_wide_export: bool
+
+
+_NO_GRANT = _Grant(frozenset(), frozenset(), mesh_wide_export=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """Every entry with one key, folded per namespace at load time."""
+
+    key: Host
+    everyone: _Grant | None  # from entries without a namespaces list
+    by_namespace: Mapping[str, _Grant]  # already includes ``everyone``
+
+    def grant(self, namespace: str) -> _Grant | None:
+        return self.by_namespace.get(namespace, self.everyone)
+
+
+class RegistryIndex:
+    """Exact and suffix keys to folded grants, and the deny list, as dicts."""
+
+    __slots__ = ("_deny_exact", "_deny_suffix", "_exact", "_suffix")
+
+    def __init__(self, entries: Iterable[EntryFacts],
+                 deny: Iterable[tuple[Host, DenyEntry]]) -> None:
+        grouped: dict[Host, list[EntryFacts]] = {}
+        for facts in entries:
+            grouped.setdefault(facts[0], []).append(facts)
+        self._exact: dict[str, _Group] = {}
+        self._suffix: dict[str, _Group] = {}
+        for key, items in grouped.items():
+            (self._suffix if key.wildcard else self._exact)[key.name] = _fold(key, items)
+        self._deny_exact: dict[str, DenyEntry] = {}
+        self._deny_suffix: dict[str, DenyEntry] = {}
+        for host, item in deny:
+            (self._deny_suffix if host.wildcard else self._deny_exact).setdefault(host.name, item)
+
+    def denied(self, host: str) -> DenyEntry | None:
+        hit = self._deny_exact.get(host)
+        if hit is not None or not self._deny_suffix:
+            return hit
+        for suffix in _parents(host):
+            hit = self._deny_suffix.get(suffix)
+            if hit is not None:
+                return hit
+        return None
+
+    def approve(self, host: str, namespace: str, port: int | None,
+                protocol: str | None) -> Approval | Refusal:
+        deny = self.denied(host)
+        if deny is not None:
+            return Refusal(host, Refused.DENIED, deny=deny)
+        group = self._group(host)
+        if group is None:
+            return Refusal(host, Refused.NOT_LISTED)
+        grant = group.grant(namespace)
+        if grant is None:
+            return Refusal(host, Refused.NAMESPACE, key=group.key)
+        if port is not None and (port, (protocol or "").upper()) not in grant.pairs:
+            return Refusal(host, Refused.PORT, key=group.key, approved=grant.pairs)
+        return Approval(host, group.key)
+
+    def grant(self, host: str, namespace: str) -> _Grant:
+        """What ``namespace`` may do with ``host`` (nothing when denied or unknown)."""
+        if self.denied(host) is not None:
+            return _NO_GRANT
+        group = self._group(host)
+        grant = group.grant(namespace) if group is not None else None
+        return grant or _NO_GRANT
+
+    def _group(self, host: str) -> _Group | None:
+        group = self._exact.get(host)
+        if group is not None or not self._suffix:
+            return group
+        for suffix in _parents(host):  # longest first: the most specific suffix wins
+            group = self._suffix.get(suffix)
+            if group is not None:
+                return group
+        return None
+
+
+def _parents(host: str) -> Iterator[str]:
+    """``a.b.c`` -> ``b.c``, ``c``: each proper suffix, longest first."""
+    index = host.find(".")
+    while index != -1:
+        yield host[index + 1:]
+        index = host.find(".", index + 1)
+
+
+def _fold(key: Host, entries: list[EntryFacts]) -> _Group:
+    def merge(items: list[EntryFacts]) -> _Grant:
+        return _Grant(frozenset().union(*(pairs for _, pairs, _, _, _ in items)),
+                      frozenset().union(*(addresses for _, _, _, addresses, _ in items)),
+                      any(export for *_, export in items))
+
+    shared = [e for e in entries if e[2] is None]
+    everyone = merge(shared) if shared else None
+    names = {ns for e in entries for ns in (e[2] or ())}
+    by_namespace = {ns: merge([*shared, *(e for e in entries if e[2] and ns in e[2])])
+                    for ns in names}
+    return _Group(key, everyone, MappingProxyType(by_namespace))

@@ -1,0 +1,147 @@
+"""The benchmark's results as values, Markdown tables and the verdict on issue 6's targets.
+
+Owns presentation only: nothing here measures. The tables are meant to be pasted into
+``docs/performance.md``; ``as_json`` is what ``--json`` writes and the smoke test reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bench.inprocess import Cost
+from bench.load import Load
+
+# Issue 6's targets. They are reported, never asserted in the test suite.
+TARGET_RATIO = 0.60
+TARGET_INPROCESS_US = 50.0
+TARGET_ADDED_P50_MS = 0.5
+TARGET_ADDED_P99_MS = 2.0
+TARGET_RSS_MIB = 100.0
+TARGET_CASE = "pod-8k"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    case: str
+    size: int
+    connections: int
+    baseline: Load
+    webhook: Load
+
+    @property
+    def ratio(self) -> float:
+        return self.webhook.rate / self.baseline.rate if self.baseline.rate else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Paced:
+    """Both servers at a fixed pace near half of the webhook's capacity for one case."""
+
+    case: str
+    capacity: float
+    connections: int
+    delay_ms: int
+    baseline: Load
+    webhook: Load
+
+
+@dataclass
+class Results:
+    generator: str
+    seconds: float
+    rows: list[Row] = field(default_factory=list)
+    costs: list[Cost] = field(default_factory=list)
+    paced: Paced | None = None
+    rss_mib: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> int:
+        total = sum(r.webhook.errors + r.baseline.errors for r in self.rows)
+        if self.paced is not None:
+            total += self.paced.webhook.errors + self.paced.baseline.errors
+        return total
+
+
+def _ms(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def load_table(results: Results) -> str:
+    lines = ["| case | body | conns | do-nothing rev/s | webhook rev/s | ratio | "
+             "p50 ms | p90 ms | p99 ms | do-nothing p50/p99 ms | errors |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results.rows:
+        w, b = r.webhook, r.baseline
+        lines.append(f"| {r.case} | {r.size / 1024:.1f} KiB | {r.connections} | {b.rate:,.0f} | "
+                     f"{w.rate:,.0f} | {r.ratio:.0%} | {_ms(w.p50)} | {_ms(w.p90)} | "
+                     f"{_ms(w.p99)} | {_ms(b.p50)} / {_ms(b.p99)} | {w.errors + b.errors} |")
+    return "\n".join(lines)
+
+
+def cost_table(results: Results) -> str:
+    lines = ["| case | in-process min µs | median µs |", "|---|---:|---:|"]
+    lines += [f"| {c.case} | {c.min_us:.1f} | {c.median_us:.1f} |" for c in results.costs]
+    return "\n".join(lines)
+
+
+def paced_table(paced: Paced) -> str:
+    lines = [f"At half of capacity ({paced.case}, capacity {paced.capacity:,.0f} rev/s, "
+             f"{paced.connections} connections, {paced.delay_ms} ms pause each):", "",
+             "| server | rev/s | p50 ms | p90 ms | p99 ms |", "|---|---:|---:|---:|---:|"]
+    for name, load in (("do-nothing", paced.baseline), ("webhook", paced.webhook)):
+        lines.append(f"| {name} | {load.rate:,.0f} | {_ms(load.p50)} | {_ms(load.p90)} | "
+                     f"{_ms(load.p99)} |")
+    return "\n".join(lines)
+
+
+def targets(results: Results) -> list[tuple[str, str, bool]]:
+    """(target, measured, holds) for each of issue 6's targets that this run measured."""
+    found: list[tuple[str, str, bool]] = []
+    rows = [r for r in results.rows if r.case == TARGET_CASE]
+    if rows:
+        best = max(rows, key=lambda r: r.webhook.rate)
+        found.append((f"≥ {TARGET_RATIO:.0%} of do-nothing rev/s ({TARGET_CASE})",
+                      f"{best.ratio:.0%} at {best.connections} conns", best.ratio >= TARGET_RATIO))
+    costs = [c for c in results.costs if c.case == TARGET_CASE]
+    if costs:
+        found.append((f"in-process ≤ {TARGET_INPROCESS_US:.0f} µs ({TARGET_CASE})",
+                      f"{costs[0].min_us:.1f} µs", costs[0].min_us <= TARGET_INPROCESS_US))
+    if results.paced is not None:
+        p = results.paced
+        p50 = p.webhook.p50 - p.baseline.p50
+        p99 = p.webhook.p99 - p.baseline.p99
+        found.append((f"added p50 ≤ {TARGET_ADDED_P50_MS} ms at half capacity",
+                      f"{p50:+.2f} ms (total {p.webhook.p50:.2f})", p50 <= TARGET_ADDED_P50_MS))
+        found.append((f"added p99 ≤ {TARGET_ADDED_P99_MS} ms at half capacity",
+                      f"{p99:+.2f} ms (total {p.webhook.p99:.2f})", p99 <= TARGET_ADDED_P99_MS))
+    if "webhook" in results.rss_mib:
+        rss = results.rss_mib["webhook"]
+        clean = results.errors == 0
+        found.append((f"peak RSS ≤ {TARGET_RSS_MIB:.0f} MiB, no errors",
+                      f"{rss:.1f} MiB, {results.errors} errors",
+                      rss <= TARGET_RSS_MIB and clean))
+    return found
+
+
+def markdown(results: Results) -> str:
+    parts = [f"Load generator: {results.generator}, {results.seconds:g} s per run.", "",
+             load_table(results), "", cost_table(results)]
+    if results.paced is not None:
+        parts += ["", paced_table(results.paced)]
+    rss = ", ".join(f"{name} {mib:.1f} MiB" for name, mib in results.rss_mib.items())
+    parts += ["", f"Peak RSS (VmHWM): {rss}.", "", "| target | measured | holds |",
+              "|---|---|---|"]
+    parts += [f"| {t} | {m} | {'yes' if ok else 'no'} |" for t, m, ok in targets(results)]
+    return "\n".join(parts)
+
+
+def as_json(results: Results) -> dict[str, Any]:
+    data = asdict(results)
+    for row, raw in zip(results.rows, data["rows"], strict=True):
+        raw["ratio"] = row.ratio
+        raw["webhook"]["rate"] = row.webhook.rate
+        raw["baseline"]["rate"] = row.baseline.rate
+    data["errors"] = results.errors
+    data["targets"] = [{"target": t, "measured": m, "holds": ok} for t, m, ok in targets(results)]
+    return data

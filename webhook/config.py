@@ -112,6 +112,14 @@ class Policy(_Strict):
     istio: IstioConfig = Field(default_factory=IstioConfig)
     rules: dict[str, Mode] = Field(default_factory=dict)
 
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads an unquoted `off` as false; it can only mean the mode "off" here.
+        if isinstance(value, dict):
+            return {key: ("off" if mode is False else mode) for key, mode in value.items()}
+        return value
+
     @field_validator("rules")
     @classmethod
     def _known_rules(cls, value: dict[str, Mode]) -> dict[str, Mode]:

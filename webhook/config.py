@@ -13,24 +13,21 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from functools import cached_property
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from webhook.errors import ConfigError
 from webhook.quantity import parse_quantity
 from webhook.rules import RULES, Mode
+from webhook.yamlfile import parse_model, read_source
 
 DEFAULT_POLICY_RESOURCE = "defaults/policy.yaml"
 
@@ -156,35 +153,10 @@ class Policy(_Strict):
 
 def parse_policy(text: str, *, source: str) -> Policy:
     """Parse policy YAML; every problem is a ConfigError naming the source and field."""
-    try:
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the policy must be a mapping, got {type(data).__name__}")
-    try:
-        return Policy.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: {describe_validation_error(exc)}") from exc
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        problems.append(f"{where}: {error['msg']}")
-    return "; ".join(problems)
+    return parse_model(Policy, text, source=source, what="policy")
 
 
 def load_policy(path: Path | None) -> Policy:
     """Load the policy file, or the embedded default when no path is given."""
-    if path is None:
-        text = resources.files("webhook").joinpath(DEFAULT_POLICY_RESOURCE).read_text("utf-8")
-        return parse_policy(text, source="embedded default policy")
-    try:
-        text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the policy file: {exc}") from exc
-    return parse_policy(text, source=str(path))
+    text, source = read_source(path, default_resource=DEFAULT_POLICY_RESOURCE, what="policy")
+    return parse_policy(text, source=source)

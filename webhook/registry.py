@@ -18,23 +18,18 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from functools import cached_property
-from importlib import resources
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import orjson
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from webhook.config import describe_validation_error
-from webhook.errors import ConfigError
 from webhook.hosts import Host, is_forbidden_address, parse_host
 from webhook.registry_index import (
     Approval,
@@ -44,6 +39,7 @@ from webhook.registry_index import (
     Refused,
     RegistryIndex,
 )
+from webhook.yamlfile import parse_model, read_source
 
 __all__ = ["API_VERSION", "HOST_MATCHED_PROTOCOLS", "KIND", "Approval", "DenyEntry", "Entry",
            "IPAddress", "PortApproval", "PortProtocol", "Refusal", "Refused", "Registry",
@@ -238,31 +234,14 @@ class Registry(_Strict):
 
 def parse_registry(text: str, *, source: str) -> Registry:
     """Parse registry YAML; every problem is a ConfigError naming the source and field."""
-    try:
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the registry must be a mapping, got "
-                          f"{type(data).__name__}")
-    try:
-        return Registry.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: {describe_validation_error(exc)}") from exc
+    return parse_model(Registry, text, source=source, what="registry")
 
 
 def load_registry(path: Path | None) -> Registry:
     """Load a registry file, or the embedded default (empty: approves nothing) for None."""
-    if path is None:
-        text = resources.files("webhook").joinpath(DEFAULT_REGISTRY_RESOURCE).read_text("utf-8")
-        return parse_registry(text, source="embedded default registry")
-    try:
-        text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the registry file: {exc}") from exc
-    return parse_registry(text, source=str(path))
+    text, source = read_source(path, default_resource=DEFAULT_REGISTRY_RESOURCE,
+                               what="registry")
+    return parse_registry(text, source=source)
 
 
 def _is_dns_label(name: str) -> bool:

@@ -82,6 +82,19 @@ def _register_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ig
                        "agent_sandbox_audit_violations (needs the agent-sandbox-auditor "
                        "ClusterRole); 0, the default, turns them off")
     register_cert_manager_arguments(serve)
+    for flag, env, default, kind, what in (
+            ("--max-connections", "MAX_CONNECTIONS", "256", int,
+             "open connections beyond which new ones are closed at once; each costs about "
+             "300 KiB while open"),
+            ("--handshake-timeout", "HANDSHAKE_TIMEOUT", "10", float,
+             "seconds a client gets to complete the TLS handshake"),
+            ("--header-timeout", "HEADER_TIMEOUT", "10", float,
+             "seconds a client gets to send complete request headers (also the idle "
+             "keep-alive limit)"),
+            ("--body-timeout", "BODY_TIMEOUT", "10", float,
+             "seconds a client gets to send the request body (then 408)")):
+        serve.add_argument(flag, type=kind, default=kind(_env(env, default) or default),
+                           help=f"{what} (env AGENT_SANDBOX_{env}; default {default})")
     serve.set_defaults(func=_run_serve)
 
 
@@ -97,7 +110,9 @@ def _run_serve(args: argparse.Namespace) -> int:
         key_path=_path(args.tls_key), client_ca_path=_path(args.client_ca),
         reload_interval=args.reload_interval, shutdown_delay=args.shutdown_delay,
         drain_timeout=args.drain_timeout, certificates=cert_manager_settings(args),
-        audit_interval=args.audit_interval)
+        audit_interval=args.audit_interval, max_connections=args.max_connections,
+        handshake_timeout=args.handshake_timeout, header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout)
     try:
         asyncio.run(run(settings))
     except ConfigError as exc:

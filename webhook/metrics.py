@@ -63,12 +63,23 @@ class Metrics:
         self.cert_expiry = Gauge(
             f"{PREFIX}_certificate_expiry_seconds",
             "Seconds until the serving certificate expires.", registry=r)
+        self.connections_open = Gauge(
+            f"{PREFIX}_connections_open", "TCP connections open (TLS handshake included).",
+            registry=r)
+        self.connections_refused = Counter(
+            f"{PREFIX}_connections_refused", "Connections closed at once because "
+            "max_connections were open.", registry=r)
         self.audit_violations = Gauge(
             f"{PREFIX}_audit_violations", "Objects in the cluster the current policy would "
             "refuse, by rule (periodic audit).", ["rule"], registry=r)
 
     def watch_certificate(self, seconds_left: Callable[[], float]) -> None:
         self.cert_expiry.set_function(seconds_left)
+
+    def connection_event(self, event: str, open_now: int) -> None:
+        self.connections_open.set(open_now)
+        if event == "refused":
+            self.connections_refused.inc()
 
     def set_policy(self, digest: str) -> None:
         self.policy_info.clear()

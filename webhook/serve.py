@@ -4,7 +4,10 @@ Owns start-up order (a bad policy file stops start-up with a message naming the 
 field; a bad registry does not, egress objects then fail closed), the background reloads,
 and the SIGTERM sequence: readiness turns false, the server keeps answering for
 ``shutdown_delay`` seconds while endpoints drop it, then stops listening and lets in-flight
-requests finish within ``drain_timeout``. HTTP handling itself lives in ``webhook.server``.
+requests finish within ``drain_timeout``. It also sets the abuse limits on the listener: at
+most ``max_connections`` open sockets, ``handshake_timeout`` for TLS, ``header_timeout`` for
+request headers (and idle keep-alive), ``body_timeout`` for the body. HTTP handling itself
+lives in ``webhook.server``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from webhook.certmanager import (
     secret_manager_ctx,
 )
 from webhook.config import Policy, load_policy
+from webhook.connections import ConnectionGuard, GuardedSite
 from webhook.engine import NO_REGISTRY, Engine
 from webhook.errors import ConfigError
 from webhook.metrics import Metrics
@@ -56,6 +60,10 @@ class ServeSettings:
     reload_interval: float = 2.0
     shutdown_delay: float = 5.0
     drain_timeout: float = 10.0
+    max_connections: int = 256
+    handshake_timeout: float = 10.0
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
     extra_background: tuple[CleanupCtx, ...] = field(default=())
     audit_interval: float = 0.0  # seconds between periodic audits; 0 turns them off
     certificates: CertManagerSettings = field(
@@ -188,7 +196,8 @@ async def run(settings: ServeSettings, *, started: asyncio.Event | None = None) 
         health = Health(ready=False)
         metrics = Metrics()
         metrics.watch_certificate(lambda: tls.seconds_to_expiry(now=datetime.now(UTC)))
-        app = create_app(engine=engine, metrics=metrics, health=health)
+        app = create_app(engine=engine, metrics=metrics, health=health,
+                         body_timeout=settings.body_timeout)
         app.cleanup_ctx.append(reload_files_ctx(engine, watched,
                                                 interval=settings.reload_interval))
         app.cleanup_ctx.append(tls_reload_ctx(tls, interval=settings.reload_interval))
@@ -200,10 +209,17 @@ async def run(settings: ServeSettings, *, started: asyncio.Event | None = None) 
                 publish=metrics.set_audit_counts))
         for background in settings.extra_background:
             app.cleanup_ctx.append(background)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.drain_timeout)
+        # aiohttp's keepalive timer runs from connection_made (and from each response) and is
+        # not extended by trickled bytes: it is the header deadline that stops slowloris.
+        # Lingering (reading the rest of a refused body) is kept short: it is only a courtesy.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.drain_timeout,
+                               keepalive_timeout=settings.header_timeout, lingering_time=2.0)
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=tls.context,
-                           backlog=1024, reuse_address=True)
+        guard = ConnectionGuard(max_connections=settings.max_connections,
+                                handshake_timeout=settings.handshake_timeout,
+                                on_change=metrics.connection_event)
+        site = GuardedSite(runner, host=settings.host, port=settings.port,
+                           ssl_context=tls.context, guard=guard)
         await site.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -6,13 +6,18 @@ warn-only rollout), ``/healthz``, ``/readyz`` and ``/metrics``. Everything it de
 delegated to ``webhook.admission.admit``; it never looks inside an object. Starting, TLS and
 shutdown live in ``webhook.serve``.
 
-HTTP rules: a body that is not an AdmissionReview gets 400 with a reason; a wrong content
-type 415; a body over the limit 413 (aiohttp enforces ``client_max_size``). Anything that
-goes wrong after the review was read is answered inside the review, fail closed (code 500).
+HTTP rules: a body that is not an AdmissionReview gets 400 with a reason (bad UTF-8 and JSON
+nested deeper than orjson's limit included); a wrong content type 415; a body over the limit
+413, at once when Content-Length announces it and without reading it; a body that does not
+arrive within ``body_timeout`` 408. Those answers close the connection. Anything that goes
+wrong after the review was read is answered inside the review, fail closed (code 500).
+Connection limits and the header deadline are set where the listener is made
+(``webhook.serve``, ``webhook.connections``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +41,9 @@ decisions = logging.getLogger("webhook.decision")
 # at 1.5 MiB and the API server's request body at 3 MiB, so 8 MiB leaves room for both plus
 # JSON overhead without letting a client park unbounded memory.
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
+# The API server gives a webhook at most 30 s (our configurations: 5 s) for the whole call, so
+# a body still trickling in after 10 s is from someone else, holding a handler open.
+DEFAULT_BODY_TIMEOUT = 10.0
 JSON = "application/json"
 
 
@@ -56,39 +64,56 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(*, engine: Engine, metrics: Metrics | None = None, health: Health | None = None,
-               max_body: int = DEFAULT_MAX_BODY) -> web.Application:
+               max_body: int = DEFAULT_MAX_BODY,
+               body_timeout: float = DEFAULT_BODY_TIMEOUT) -> web.Application:
     app = web.Application(client_max_size=max_body)
     app[ENGINE] = engine
     app[METRICS] = metrics or Metrics()
     app[HEALTH] = health or Health(ready=True)
     app[METRICS].set_policy(engine.policy.digest)
-    app.router.add_post("/mutate", _admission_route(Stage.MUTATE, warn_only=False))
-    app.router.add_post("/validate", _admission_route(Stage.VALIDATE, warn_only=False))
-    app.router.add_post("/mutate/warn", _admission_route(Stage.MUTATE, warn_only=True))
-    app.router.add_post("/validate/warn", _admission_route(Stage.VALIDATE, warn_only=True))
+    for path, stage, warn_only in (("/mutate", Stage.MUTATE, False),
+                                   ("/validate", Stage.VALIDATE, False),
+                                   ("/mutate/warn", Stage.MUTATE, True),
+                                   ("/validate/warn", Stage.VALIDATE, True)):
+        app.router.add_post(path, _admission_route(stage, warn_only=warn_only,
+                                                   max_body=max_body, body_timeout=body_timeout))
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     return app
 
 
-def _admission_route(stage: Stage, *, warn_only: bool) -> Handler:
+def _admission_route(stage: Stage, *, warn_only: bool, max_body: int,
+                     body_timeout: float) -> Handler:
     async def handle(http: web.Request) -> web.StreamResponse:
-        return await _admit_http(http, stage=stage, warn_only=warn_only)
+        return await _admit_http(http, stage=stage, warn_only=warn_only, max_body=max_body,
+                                 body_timeout=body_timeout)
 
     return handle
 
 
-async def _admit_http(http: web.Request, *, stage: Stage, warn_only: bool) -> web.Response:
+async def _admit_http(http: web.Request, *, stage: Stage, warn_only: bool, max_body: int,
+                      body_timeout: float) -> web.Response:
     metrics = http.app[METRICS]
     if http.content_type != JSON:
         metrics.bad_requests.labels(reason="content-type").inc()
-        return _http_error(415, f"Content-Type must be {JSON}, got {http.content_type!r}")
-    try:
-        body = await http.read()
-    except web.HTTPRequestEntityTooLarge:
+        return _http_error(415, f"Content-Type must be {JSON}, got {http.content_type!r}",
+                           close=True)
+    if http.content_length is not None and http.content_length > max_body:
+        # Refuse on the announcement: reading megabytes only to throw them away is the attack.
         metrics.bad_requests.labels(reason="too-large").inc()
-        raise
+        return _http_error(413, f"body of {http.content_length} bytes is over the limit of "
+                           f"{max_body}", close=True)
+    try:
+        async with asyncio.timeout(body_timeout):
+            body = await http.read()
+    except web.HTTPRequestEntityTooLarge:  # chunked bodies have no Content-Length to check
+        metrics.bad_requests.labels(reason="too-large").inc()
+        return _http_error(413, f"body is over the limit of {max_body} bytes", close=True)
+    except TimeoutError:
+        metrics.bad_requests.labels(reason="body-timeout").inc()
+        return _http_error(408, f"the body did not arrive within {body_timeout:g} s",
+                           close=True)
     started = time.perf_counter()
     try:
         request = parse_review(body)
@@ -140,8 +165,13 @@ def _record(metrics: Metrics, request: Request, outcome: Outcome, *, stage: Stag
         decisions.log(level, "admission decision", extra={"fields": fields})
 
 
-def _http_error(status: int, reason: str) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps({"error": reason}), content_type=JSON)
+def _http_error(status: int, reason: str, *, close: bool = False) -> web.Response:
+    response = web.Response(status=status, body=orjson.dumps({"error": reason}),
+                            content_type=JSON)
+    if close:
+        # The rest of the body (if any) is not worth reading: close after answering.
+        response.force_close()
+    return response
 
 
 async def _healthz(http: web.Request) -> web.Response:

@@ -108,7 +108,7 @@ def _allow(request: Request, verdict: Verdict, context: Context, *,
                                warnings=all_warnings, audit=_audit(hit, context) if
                                (hit or patch) else None)
     return Outcome(review=review, allowed=True, code=200, rules=hit,
-                   mutated=tuple(dict.fromkeys(m.field for m in verdict.mutations)),
+                   mutated=tuple(dict.fromkeys([m.field for m in verdict.mutations])),
                    patch=tuple(patch), warnings=tuple(all_warnings))
 
 

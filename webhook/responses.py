@@ -52,6 +52,12 @@ def _envelope(api_version: str, response: dict[str, Any], warnings: Sequence[str
 
 
 def _one_line(text: str) -> str:
+    # Fast path for the usual warning: printable means the only whitespace is ASCII space
+    # (str.isprintable is False for every other space and control character), so a text
+    # with no doubled, leading or trailing space is already what split/join would give.
+    if (len(text) <= MAX_WARNING_CHARS and text.isprintable() and "  " not in text
+            and text[:1] != " " and text[-1:] != " "):
+        return text
     flat = " ".join(text.split())
     if len(flat) > MAX_WARNING_CHARS:
         return flat[: MAX_WARNING_CHARS - 3] + "..."

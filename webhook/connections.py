@@ -60,9 +60,12 @@ class ConnectionGuard:
         self._handshakes.add(task)
         task.add_done_callback(self._handshakes.discard)
 
-    async def cancel_handshakes(self) -> None:
-        """Stop handshakes still running when the listener closes (they are not requests)."""
+    async def finish_handshakes(self) -> None:
+        """Let handshakes under way when the listener closes finish (their requests are then
+        served by the drain), and cancel only those still running at the deadline."""
         tasks = list(self._handshakes)
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.handshake_timeout)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -171,6 +174,6 @@ class GuardedSite(web.BaseSite):
             accept, self._host, self._port, backlog=self._backlog, reuse_address=True)
 
     async def stop(self) -> None:
-        await super().stop()
+        await super().stop()  # stops listening; the runner then drains open connections
         with contextlib.suppress(Exception):
-            await self._guard.cancel_handshakes()
+            await self._guard.finish_handshakes()

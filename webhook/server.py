@@ -120,6 +120,10 @@ async def _admit_http(http: web.Request, *, stage: Stage, warn_only: bool, max_b
     except BadReview as exc:
         metrics.bad_requests.labels(reason="malformed").inc()
         return _http_error(400, str(exc))
+    except Exception:  # a parsing bug must not become a 5xx: the body is still the client's
+        log.exception("an AdmissionReview could not be parsed")
+        metrics.bad_requests.labels(reason="malformed").inc()
+        return _http_error(400, "the body could not be read as an AdmissionReview")
     contexts = http.app[ENGINE].contexts
     try:
         outcome = admit(request, stage=stage,

@@ -53,7 +53,8 @@ def review_from_document(document: Any) -> Request:
     if document.get("kind") != "AdmissionReview":
         raise BadReview("kind must be AdmissionReview")
     api_version = document.get("apiVersion")
-    if api_version not in SUPPORTED_API_VERSIONS:
+    # isinstance first: a list or an object here is unhashable and must be a 400, not a crash.
+    if not isinstance(api_version, str) or api_version not in SUPPORTED_API_VERSIONS:
         raise BadReview(f"apiVersion {api_version!r} is not supported; "
                         "configure admissionReviewVersions: [v1]")
     request = document.get("request")
@@ -65,7 +66,7 @@ def review_from_document(document: Any) -> Request:
     kind = _mapping(request, "kind")
     resource = _mapping(request, "resource")
     operation = request.get("operation")
-    if operation not in OPERATIONS:
+    if not isinstance(operation, str) or operation not in OPERATIONS:
         raise BadReview(f"request.operation {operation!r} is not one of "
                         f"{', '.join(sorted(OPERATIONS))}")
     obj = _optional_object(request, "object")

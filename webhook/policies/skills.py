@@ -84,7 +84,7 @@ def _requirement(b: VerdictBuilder, context: Context, item: Any,
     problems = []
     if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
         problems.append(f"port {port!r} is not a number from 1 to 65535")
-    if protocol not in PROTOCOLS:
+    if not isinstance(protocol, str) or protocol not in PROTOCOLS:  # a list is unhashable
         problems.append(f"protocol {protocol!r} is not one of HTTPS, TLS, HTTP")
     try:
         host = parse_host(item.get("host"),

@@ -70,7 +70,8 @@ def check_injection(labels: dict[str, Any], annotations: dict[str, Any], *,
             builder.violate(rule, _annotation_path(path, section, INJECT), f"is {value!r}; "
                             "agent pods must carry the Istio sidecar: remove it or set \"true\"")
         revision = values.get(REVISION)
-        if revision is not None and revision not in accepted:
+        # isinstance first: a list here is unhashable (found by the transport fuzz).
+        if revision is not None and (not isinstance(revision, str) or revision not in accepted):
             ours = compiled.revision or "the default revision"
             fix = f"set it to {compiled.revision}" if compiled.revision else "remove it"
             builder.violate(rule, _annotation_path(path, section, REVISION), f"is {revision!r}, "

@@ -91,6 +91,8 @@ def _variant(change: str, namespace: str) -> dict[str, Any]:
         container["securityContext"] = {"privileged": True}
     elif change == "proxy-uid":
         spec["securityContext"]["runAsUser"] = 1337
+    elif change == "image-identity":
+        del spec["securityContext"]["runAsUser"], spec["securityContext"]["runAsGroup"]
     elif change == "foreign-runtime-class":
         spec["runtimeClassName"] = "e2e-foreign"
     elif change == "exclude-outbound":
@@ -125,6 +127,7 @@ ESCAPES = {
     "host-path": "pod.host-path",
     "privileged": "pod.privileged",
     "proxy-uid": "pod.proxy-identity",
+    "image-identity": "pod.explicit-identity",
     "foreign-runtime-class": "pod.runtime-class",
     "exclude-outbound": "pod.istio-capture-annotations",
     "istio-proxy-container": "pod.istio-reserved-names",

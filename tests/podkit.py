@@ -44,6 +44,15 @@ def container(name: str = "agent", *, request: str | None = None, limit: str | N
     return body
 
 
+def identity(uid: int = 10001, gid: int = 10001) -> dict[str, Any]:
+    """An explicit pod-level identity, which ``pod.explicit-identity`` requires.
+
+    ``pod`` sets it unless the caller passes its own ``securityContext`` (``None`` or ``{}``
+    to build a pod whose image would pick its identity).
+    """
+    return {"runAsUser": uid, "runAsGroup": gid}
+
+
 def pod(*containers: dict[str, Any], labels: dict[str, str] | None = None,
         annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": "p", "namespace": "agents"}
@@ -52,7 +61,7 @@ def pod(*containers: dict[str, Any], labels: dict[str, str] | None = None,
     if annotations is not None:
         metadata["annotations"] = annotations
     body = {"containers": list(containers) or [container(request="512Mi", limit="1Gi")],
-            "dnsPolicy": "ClusterFirst"}
+            "dnsPolicy": "ClusterFirst", "securityContext": identity()}
     body.update(spec)
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": body}
 

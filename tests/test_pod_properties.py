@@ -64,7 +64,8 @@ def pods(draw: st.DrawFn) -> dict[str, Any]:
             annotations["kubectl.kubernetes.io/default-container"] = f"c{draw(st.integers(0, 5))}"
         metadata["annotations"] = annotations
     return {"metadata": metadata,
-            "spec": {"containers": [draw(containers(i)) for i in range(count)]}}
+            "spec": {"containers": [draw(containers(i)) for i in range(count)],
+                     "securityContext": {"runAsUser": 10001, "runAsGroup": 10001}}}
 
 
 def _memory(obj: dict[str, Any]) -> list[tuple[Fraction | None, Fraction | None]]:

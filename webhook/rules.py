@@ -55,6 +55,9 @@ POD_RULES = (
     Rule("pod.capabilities", "Pod", "no added capabilities outside Istio's init container"),
     Rule("pod.proxy-identity", "Pod", "no container, pod, group or fsGroup runs as the Istio "
          "proxy's UID/GID (its traffic would skip capture)"),
+    Rule("pod.explicit-identity", "Pod", "every non-Istio container runs with an explicit "
+         "runAsUser and runAsGroup (pod or container level), so an image's USER cannot pick "
+         "the proxy's identity"),
     Rule("pod.istio-inject", "Pod", "sidecar injection is on: inject label/annotation true, "
          "our istio.io/rev, no ambient opt-out"),
     Rule("pod.istio-reserved-names", "Pod", "no user container named istio-proxy, istio-init "

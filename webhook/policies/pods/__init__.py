@@ -12,8 +12,8 @@ admission handlers and the pure cores other policies reuse for pod templates:
   over a raw pod-shaped dict, for workload templates and offline checks.
 
 Modules: ``walk`` (raw-dict plumbing), ``compiled`` (per-policy precomputation), ``memory``,
-``dns``, ``isolation``, ``istio`` and ``iptables`` (the rules), ``validate``, ``mutate`` and
-``template`` (assembly).
+``dns``, ``isolation``, ``identity``, ``istio`` and ``iptables`` (the rules), ``validate``,
+``mutate`` and ``template`` (assembly).
 """
 
 from __future__ import annotations

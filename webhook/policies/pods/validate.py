@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from webhook.config import Policy
-from webhook.policies.pods import dns, isolation, istio, memory
+from webhook.policies.pods import dns, identity, isolation, istio, memory
 from webhook.policies.pods.compiled import CompiledPolicy, compile_policy
 from webhook.policies.pods.walk import (
     EPHEMERAL_CONTAINERS,
@@ -80,10 +80,15 @@ def check_pod(pod: Any, *, compiled: CompiledPolicy, builder: VerdictBuilder, pa
     isolation.check_pod_level(metadata, spec, annotations, compiled=compiled, builder=builder,
                               path=path)
     refs = list(iter_containers(spec, pointer="", path=path))
+    explicit = identity.applies(spec, compiled)
+    pod_security = identity.pod_security(spec)
     for ref in refs:
+        role = isolation.classify(ref, final=final)
         istio.check_reserved_name(ref, compiled=compiled, builder=builder, final=final)
-        isolation.check_container(ref, isolation.classify(ref, final=final), compiled=compiled,
-                                  builder=builder)
+        isolation.check_container(ref, role, compiled=compiled, builder=builder)
+        if explicit:
+            identity.check_container(ref, role, pod_security, compiled=compiled,
+                                     builder=builder, path=path)
     if final:
         istio.check_sidecar(refs, compiled=compiled, builder=builder, path=path)
 
@@ -108,11 +113,17 @@ def check_new_ephemeral(pod: dict[str, Any], old: dict[str, Any] | None, *,
         _, old_spec = pod_parts(old, path="")
         known = {ref.name for ref in iter_containers(old_spec, pointer="", path="",
                                                      kinds=(EPHEMERAL_CONTAINERS,))}
+    explicit = identity.applies(spec, compiled)
+    # The pod-level securityContext applies to ephemeral containers too.
+    pod_security = identity.pod_security(spec)
     for ref in iter_containers(spec, pointer="", path="", kinds=(EPHEMERAL_CONTAINERS,)):
         if ref.name and ref.name in known:
             continue
         istio.check_reserved_name(ref, compiled=compiled, builder=builder, final=False)
         isolation.check_container(ref, isolation.Role.APP, compiled=compiled, builder=builder)
+        if explicit:
+            identity.check_container(ref, isolation.Role.APP, pod_security, compiled=compiled,
+                                     builder=builder, path="")
     return builder.build()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from webhook.config import load_policy
 from webhook.engine import Engine
+from webhook.logs import DecisionLog
 from webhook.policies import VALIDATING
 from webhook.registry import load_registry
 from webhook.review import Request
@@ -147,22 +149,53 @@ async def test_an_internal_error_fails_closed_and_is_counted_and_logged(
 
 
 async def test_one_decision_log_line_carries_facts_not_the_object(
-    client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture
+    aiohttp_client: ClientFactory,
 ) -> None:
+    stream = io.BytesIO()
+    client = await aiohttp_client(make_app(decisions=DecisionLog(stream, level=logging.INFO)))
     body = review("pod-create.json")
-    with caplog.at_level(logging.INFO, logger="webhook.decision"):
-        await client.post("/mutate", json=body)
-    lines = [r for r in caplog.records if r.name == "webhook.decision"]
+    await client.post("/mutate", json=body)
+    lines = stream.getvalue().splitlines()
     assert len(lines) == 1
-    fields = lines[0].fields  # type: ignore[attr-defined]
+    fields = json.loads(lines[0])
+    assert fields["logger"] == "webhook.decision"
+    assert fields["level"] == "info"
     assert fields["uid"] == body["request"]["uid"]
     assert fields["kind"] == "Pod"
     assert fields["namespace"] == "agents"
     assert fields["name"] == "currency-agent"
     assert fields["operation"] == "CREATE"
     assert fields["user"] == "lab-admin"
-    assert {"allowed", "rules", "mutations", "latency_ms", "dry_run"} <= set(fields)
-    assert "registry.example.com" not in json.dumps(fields)
+    assert fields["mutations"]
+    assert {"ts", "allowed", "rules", "latency_ms", "dry_run"} <= set(fields)
+    assert "registry.example.com" not in lines[0].decode()
+
+
+async def test_at_log_level_warning_only_fail_closed_decisions_are_logged(
+    aiohttp_client: ClientFactory,
+) -> None:
+    stream = io.BytesIO()
+    client = await aiohttp_client(make_app(decisions=DecisionLog(stream, level=logging.WARNING)))
+    await client.post("/mutate", json=review("pod-create.json"))
+    assert stream.getvalue() == b""
+    unknown = review("pod-create.json")
+    unknown["request"]["kind"] = {"group": "example.com", "version": "v1", "kind": "Widget"}
+    await client.post("/validate", json=unknown)
+    line = json.loads(stream.getvalue())
+    assert line["level"] == "warning"
+    assert "no validate policy" in line["failure"]
+
+
+async def test_kinds_without_a_policy_share_one_metrics_label(
+    client: TestClient[Any, Any],
+) -> None:
+    for invented in ("Widget", "Gadget", "Gizmo"):
+        body = review("pod-create.json")
+        body["request"]["kind"] = {"group": "example.com", "version": "v1", "kind": invented}
+        await client.post("/validate", json=body)
+    text = await (await client.get("/metrics")).text()
+    assert 'agent_sandbox_admission_fail_closed_total{kind="other"} 3.0' in text
+    assert "Widget" not in text
 
 
 async def test_healthz_and_readyz_report_and_readyz_turns_false_on_shutdown(

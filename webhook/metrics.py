@@ -8,6 +8,7 @@ Every metric is listed in README.md ("Metrics").
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -30,6 +31,9 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # Label values come from a handful of kinds, operations and rule ids (the server maps
+        # kinds it has no policy for to "other"), so this cache stays small.
+        self._children: dict[Any, Any] = {}
         r = self.registry
         self.requests = Counter(
             f"{PREFIX}_admission_requests", "Admission reviews answered, by outcome.",
@@ -72,6 +76,35 @@ class Metrics:
         self.audit_violations = Gauge(
             f"{PREFIX}_audit_violations", "Objects in the cluster the current policy would "
             "refuse, by rule (periodic audit).", ["rule"], registry=r)
+
+    def record_decision(self, *, stage: str, kind: str, operation: str, decision: str,
+                        dry_run: bool, elapsed: float, rules: tuple[str, ...],
+                        mutated: tuple[str, ...], failed: bool) -> None:
+        """Count one decision. Children are cached: ``labels()`` costs ~3.5 µs a call."""
+        cache = self._children
+        key = (stage, kind, operation, decision, dry_run)
+        children = cache.get(key)
+        if children is None:
+            children = cache[key] = (
+                self.requests.labels(stage=stage, kind=kind, operation=operation,
+                                     decision=decision, dry_run="true" if dry_run else "false"),
+                self.latency.labels(stage=stage, kind=kind))
+        children[0].inc()
+        children[1].observe(elapsed)
+        effect = "refused" if decision == "denied" else "warned"
+        for rule in rules:
+            self._child(self.rule_hits, (rule, effect)).inc()
+        for name in mutated:
+            self._child(self.mutations, (name,)).inc()
+        if failed:
+            self._child(self.fail_closed, (kind,)).inc()
+
+    def _child(self, metric: Any, values: tuple[str, ...]) -> Any:
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def watch_certificate(self, seconds_left: Callable[[], float]) -> None:
         self.cert_expiry.set_function(seconds_left)

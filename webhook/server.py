@@ -31,11 +31,12 @@ from webhook import responses
 from webhook.admission import Outcome, Stage, admit
 from webhook.engine import Engine
 from webhook.errors import BadReview
+from webhook.logs import DecisionLog
 from webhook.metrics import CONTENT_TYPE, Metrics
+from webhook.policies import MUTATING, VALIDATING
 from webhook.review import Request, parse_review
 
 log = logging.getLogger(__name__)
-decisions = logging.getLogger("webhook.decision")
 
 # An AdmissionReview carries the object and, on UPDATE, the old object; etcd caps one object
 # at 1.5 MiB and the API server's request body at 3 MiB, so 8 MiB leaves room for both plus
@@ -59,17 +60,20 @@ class Health:
 ENGINE = web.AppKey("engine", Engine)
 METRICS = web.AppKey("metrics", Metrics)
 HEALTH = web.AppKey("health", Health)
+DECISIONS = web.AppKey("decisions", DecisionLog)
+KNOWN_KINDS = frozenset(MUTATING) | frozenset(VALIDATING)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(*, engine: Engine, metrics: Metrics | None = None, health: Health | None = None,
-               max_body: int = DEFAULT_MAX_BODY,
+               decisions: DecisionLog | None = None, max_body: int = DEFAULT_MAX_BODY,
                body_timeout: float = DEFAULT_BODY_TIMEOUT) -> web.Application:
     app = web.Application(client_max_size=max_body)
     app[ENGINE] = engine
     app[METRICS] = metrics or Metrics()
     app[HEALTH] = health or Health(ready=True)
+    app[DECISIONS] = decisions or DecisionLog()
     app[METRICS].set_policy(engine.policy.digest)
     for path, stage, warn_only in (("/mutate", Stage.MUTATE, False),
                                    ("/validate", Stage.VALIDATE, False),
@@ -137,36 +141,35 @@ async def _admit_http(http: web.Request, *, stage: Stage, warn_only: bool, max_b
             allowed=False, code=500, failure="internal error outside the policy")
         payload = orjson.dumps(outcome.review)
     elapsed = time.perf_counter() - started
-    _record(metrics, request, outcome, stage=stage, warn_only=warn_only, elapsed=elapsed)
+    _record(http, request, outcome, stage=stage, warn_only=warn_only, elapsed=elapsed)
     return web.Response(body=payload, content_type=JSON)
 
 
-def _record(metrics: Metrics, request: Request, outcome: Outcome, *, stage: Stage,
+def _record(http: web.Request, request: Request, outcome: Outcome, *, stage: Stage,
             warn_only: bool, elapsed: float) -> None:
     decision = "allowed" if outcome.allowed else ("error" if outcome.code == 500 else "denied")
-    metrics.requests.labels(stage=stage.value, kind=request.kind, operation=request.operation,
-                            decision=decision, dry_run=str(request.dry_run).lower()).inc()
-    metrics.latency.labels(stage=stage.value, kind=request.kind).observe(elapsed)
-    effect = "refused" if decision == "denied" else "warned"
-    for rule in outcome.rules:
-        metrics.rule_hits.labels(rule=rule, effect=effect).inc()
-    for mutated in outcome.mutated:
-        metrics.mutations.labels(field=mutated).inc()
-    if outcome.failure is not None:
-        metrics.fail_closed.labels(kind=request.kind).inc()
+    # Only kinds with a policy become label values: anything else a client invents is "other",
+    # so a hostile body cannot grow the metrics without bound.
+    kind = request.kind if (request.group, request.kind) in KNOWN_KINDS else "other"
+    http.app[METRICS].record_decision(
+        stage=stage.value, kind=kind, operation=request.operation, decision=decision,
+        dry_run=request.dry_run, elapsed=elapsed, rules=outcome.rules,
+        mutated=outcome.mutated, failed=outcome.failure is not None)
+    level = logging.WARNING if outcome.failure is not None else logging.INFO
+    decisions = http.app[DECISIONS]
+    if not decisions.enabled(level):
+        return
     fields: dict[str, Any] = {
         "uid": request.uid, "stage": stage.value, "warn_only": warn_only,
         "kind": request.kind, "namespace": request.namespace, "name": request.name,
         "operation": request.operation, "sub_resource": request.sub_resource,
         "dry_run": request.dry_run, "user": request.username, "allowed": outcome.allowed,
-        "code": outcome.code, "rules": list(outcome.rules), "mutations": list(outcome.mutated),
+        "code": outcome.code, "rules": outcome.rules, "mutations": outcome.mutated,
         "latency_ms": round(elapsed * 1000, 3),
     }
     if outcome.failure is not None:
         fields["failure"] = outcome.failure
-    level = logging.WARNING if outcome.failure is not None else logging.INFO
-    if decisions.isEnabledFor(level):
-        decisions.log(level, "admission decision", extra={"fields": fields})
+    decisions.write(level, fields)
 
 
 def _http_error(status: int, reason: str, *, close: bool = False) -> web.Response:

@@ -106,6 +106,12 @@ class Metrics:
             child = self._children[key] = metric.labels(*values)
         return child
 
+    def watch_file(self, name: str, *, ok: Callable[[], float],
+                   last_success: Callable[[], float]) -> None:
+        """Report a reloaded file's state at scrape time (1/0, and its last good load)."""
+        self.reload_ok.labels(file=name).set_function(ok)
+        self.reload_time.labels(file=name).set_function(last_success)
+
     def watch_certificate(self, seconds_left: Callable[[], float]) -> None:
         self.cert_expiry.set_function(seconds_left)
 

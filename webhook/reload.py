@@ -39,9 +39,12 @@ class WatchedFile(Generic[T]):
     until a version parses; afterwards it only ever changes to another good version.
     """
 
-    def __init__(self, path: Path, parse: Callable[[Path], T], *, name: str) -> None:
+    def __init__(self, path: Path, parse: Callable[[Path], T], *, name: str,
+                 on_change: Callable[[T], None] | None = None) -> None:
         self.path = path
         self.name = name
+        # Called with each new good version (from the watcher's thread): the owner swaps it in.
+        self.on_change = on_change
         self._parse = parse
         self._current: T | None = None
         self._problem: str | None = None
@@ -96,6 +99,8 @@ class WatchedFile(Generic[T]):
         self._logged = None
         log.info("loaded the %s", self.name,
                  extra={"path": str(self.path), "generation": self._generation})
+        if self.on_change is not None:
+            self.on_change(value)
         return True
 
     async def watch(self, *, interval: float, stop: asyncio.Event) -> None:

@@ -13,7 +13,6 @@ lives in ``webhook.server``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import tempfile
@@ -39,8 +38,8 @@ from webhook.engine import NO_REGISTRY, Engine
 from webhook.errors import ConfigError
 from webhook.metrics import Metrics
 from webhook.registry import Registry, load_registry
-from webhook.reload import WatchedFile
-from webhook.server import HEALTH, METRICS, Health, create_app
+from webhook.reload import WatchedFile, reload_ctx
+from webhook.server import Health, create_app
 from webhook.tls import ServingTLS, tls_reload_ctx
 
 log = logging.getLogger(__name__)
@@ -102,54 +101,33 @@ def _registry_problem(registry_file: WatchedFile[Registry]) -> str:
     return NO_REGISTRY
 
 
-def reload_files_ctx(engine: Engine, files: list[WatchedFile[Any]], *,
-                     interval: float) -> CleanupCtx:
-    """Poll the policy and registry files and swap them into the engine when they change."""
+def follow_files(engine: Engine, files: list[WatchedFile[Any]], *, metrics: Metrics,
+                 health: Health) -> None:
+    """Swap every new good version into the engine, and expose each file's state.
 
-    async def reload_files(app: web.Application) -> AsyncIterator[None]:
-        metrics = app[METRICS]
-        for watched in files:
-            _publish(metrics, watched)
-            app[HEALTH].details[watched.name] = _detail(watched)
-        stop = asyncio.Event()
+    Metrics and /readyz read the files' state when asked, so nothing needs publishing.
+    """
+    for watched in files:
+        if watched.name == "policy":
+            def use_policy(policy: Policy) -> None:
+                engine.set_policy(policy)
+                metrics.set_policy(policy.digest)
 
-        async def loop() -> None:
-            while not stop.is_set():
-                for watched in files:
-                    if watched.poll():
-                        _apply(engine, metrics, watched)
-                    _publish(metrics, watched)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=interval)
-
-        task = asyncio.create_task(loop(), name="reload-files")
-        try:
-            yield
-        finally:
-            stop.set()
-            await task
-
-    return reload_files
+            watched.on_change = use_policy
+        else:
+            watched.on_change = engine.set_registry
+        metrics.watch_file(watched.name, ok=_ok(watched), last_success=_last(watched))
+        health.details[watched.name] = _detail(watched)
+    metrics.registry_entries.set_function(
+        lambda: float(len(engine.registry.entries)) if engine.registry is not None else 0.0)
 
 
-def _apply(engine: Engine, metrics: Metrics, watched: WatchedFile[Any]) -> None:
-    if watched.current is None:
-        return
-    if watched.name == "policy":
-        engine.set_policy(watched.current)
-        metrics.set_policy(engine.policy.digest)
-        log.info("policy reloaded", extra={"fields": {"digest": engine.policy.digest}})
-    else:
-        engine.set_registry(watched.current)
-        log.info("egress registry reloaded")
+def _ok(watched: WatchedFile[Any]) -> Callable[[], float]:
+    return lambda: 0.0 if watched.problem else 1.0
 
 
-def _publish(metrics: Metrics, watched: WatchedFile[Any]) -> None:
-    metrics.reload_ok.labels(file=watched.name).set(0 if watched.problem else 1)
-    if watched.last_success is not None:
-        metrics.reload_time.labels(file=watched.name).set(watched.last_success)
-    if watched.name == "registry" and watched.current is not None:
-        metrics.registry_entries.set(len(watched.current.entries))
+def _last(watched: WatchedFile[Any]) -> Callable[[], float]:
+    return lambda: watched.last_success or 0.0
 
 
 def _detail(watched: WatchedFile[Any]) -> Callable[[], dict[str, Any]]:
@@ -198,8 +176,8 @@ async def run(settings: ServeSettings, *, started: asyncio.Event | None = None) 
         metrics.watch_certificate(lambda: tls.seconds_to_expiry(now=datetime.now(UTC)))
         app = create_app(engine=engine, metrics=metrics, health=health,
                          body_timeout=settings.body_timeout)
-        app.cleanup_ctx.append(reload_files_ctx(engine, watched,
-                                                interval=settings.reload_interval))
+        follow_files(engine, watched, metrics=metrics, health=health)
+        app.cleanup_ctx.append(reload_ctx(*watched, interval=settings.reload_interval))
         app.cleanup_ctx.append(tls_reload_ctx(tls, interval=settings.reload_interval))
         if keeper is not None:
             app.cleanup_ctx.append(keeper)

@@ -32,6 +32,14 @@ from webhook.rules import Mode
 ENFORCE_LABEL = "agentsandbox.io/enforce"
 SIDECAR_RULE = "pod.istio-sidecar"
 CHECK_USER = "agent-sandbox-webhook-check"
+# Kinds without a namespace that manifests commonly carry next to agent objects: they are
+# never checked, and naming them "default/x" in the report would be wrong.
+CLUSTER_SCOPED_KINDS = frozenset({
+    "Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
+    "RuntimeClass", "PriorityClass", "StorageClass", "PersistentVolume", "IngressClass",
+    "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "APIService", "Node",
+})
+
 # Mirrors manifests/base: egress objects are checked in every namespace but these; the
 # registry ConfigMap only under its one name in the webhook's own namespace.
 WEBHOOK_NAMESPACE = "agent-sandbox-system"
@@ -153,7 +161,8 @@ def decide_object(obj: dict[str, Any], *, source: str, default_namespace: str,
     metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
     # Like the API server: no request name while only generateName is known.
     name = str(metadata.get("name") or "")
-    namespace = str(metadata.get("namespace") or default_namespace)
+    namespace = ("" if kind in CLUSTER_SCOPED_KINDS
+                 else str(metadata.get("namespace") or default_namespace))
     facts = ObjectResult(source=source, api_version=api_version, kind=kind,
                          name=name or str(metadata.get("generateName") or ""),
                          namespace=namespace, decision=Decision.SKIPPED, before=obj)

@@ -268,7 +268,7 @@ def test_scopes_mirror_the_webhook_configurations(tmp_path: Path) -> None:
     verdicts = {(r["kind"], r["namespace"], r["name"]): r["verdict"]
                 for r in json.loads(result.stdout)["results"]}
     assert verdicts == {
-        ("Namespace", "default", "agents"): "skipped",
+        ("Namespace", "", "agents"): "skipped",  # cluster-scoped: no namespace
         ("ServiceEntry", "web", "frankfurter-v1"): "refused",  # the embedded registry is empty
         ("ServiceEntry", "kube-system", "frankfurter-v1"): "skipped",
         ("ConfigMap", "agent-sandbox-system", "egress-registry"): "admitted",

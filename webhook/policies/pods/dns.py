@@ -12,28 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from webhook.policies.pods.compiled import CompiledPolicy
+from webhook.policies.pods.compiled import describe_dns as describe
 from webhook.policies.pods.walk import join
 from webhook.policies.result import PatchOp, VerdictBuilder
 
 RULE = "pod.dns"
-
-
-def describe(config: Any) -> str:
-    """A short, one-line rendering of a dnsConfig for warnings."""
-    if not isinstance(config, dict):
-        return repr(config)
-    parts = []
-    for key in ("nameservers", "searches"):
-        values = config.get(key)
-        if isinstance(values, list) and values:
-            parts.append(f"{key}={','.join(str(v) for v in values)}")
-    options = config.get("options")
-    if isinstance(options, list) and options:
-        rendered = [f"{o.get('name')}:{o.get('value')}" if isinstance(o, dict) and
-                    o.get("value") is not None else str(o.get("name") if isinstance(o, dict)
-                                                        else o) for o in options]
-        parts.append(f"options={','.join(rendered)}")
-    return " ".join(parts) or "empty"
+__all__ = ["RULE", "check_dns", "describe", "plan_dns"]
 
 
 def plan_dns(spec: dict[str, Any], *, namespace: str, compiled: CompiledPolicy,
@@ -45,15 +29,16 @@ def plan_dns(spec: dict[str, Any], *, namespace: str, compiled: CompiledPolicy,
         was = f" (was {policy})" if policy is not None else ""
         changes.append(((({"op": "add", "path": f"{pointer}/spec/dnsPolicy",
                            "value": "None"}),), f"set dnsPolicy=None{was}"))
-    expected = compiled.dns_config(namespace)
+    # The memo, compared as is; the patch gets its own copy (a patch applier may keep it).
+    expected, description = compiled.expected_dns(namespace)
     current = spec.get("dnsConfig")
     if current != expected:
         if current:
-            note = f"replace dnsConfig ({describe(current)}) with {describe(expected)}"
+            note = f"replace dnsConfig ({describe(current)}) with {description}"
         else:
-            note = f"set dnsConfig {describe(expected)}"
+            note = f"set dnsConfig {description}"
         changes.append((({"op": "add", "path": f"{pointer}/spec/dnsConfig",
-                          "value": expected},), note))
+                          "value": compiled.dns_config(namespace)},), note))
     return changes
 
 
@@ -66,7 +51,7 @@ def check_dns(spec: dict[str, Any], *, namespace: str | None, compiled: Compiled
                         "agent pods resolve only through the filtering resolver: set "
                         "dnsPolicy: None (the mutating webhook does; is it installed?)")
     current = spec.get("dnsConfig")
-    expected = compiled.dns_config(namespace or "")
+    expected, description = compiled.expected_dns(namespace or "")
     if namespace is None and isinstance(current, dict):
         # A pod body without a namespace (and none given): accept any <ns>.svc.<domain> as
         # the first search, and check the rest exactly.
@@ -74,8 +59,10 @@ def check_dns(spec: dict[str, Any], *, namespace: str | None, compiled: Compiled
         suffix = f".svc.{compiled.cluster_domain}"
         if (isinstance(searches, list) and searches and isinstance(searches[0], str)
                 and searches[0].endswith(suffix) and searches[0] != suffix.lstrip(".")):
+            expected = compiled.dns_config("")  # a copy: the memo stays as it is
             expected["searches"][0] = searches[0]
+            description = describe(expected)
     if current != expected:
         builder.violate(RULE, join(path, "spec.dnsConfig"), f"is {describe(current)}, not "
-                        f"{describe(expected)}; set exactly the filtering resolver's "
+                        f"{description}; set exactly the filtering resolver's "
                         "dnsConfig (remove your own dnsConfig and let the webhook set it)")

@@ -32,7 +32,7 @@ def applies(spec: dict[str, Any], compiled: CompiledPolicy) -> bool:
     """Whether the rule is on and the pod is a Linux pod."""
     os = spec.get("os")
     windows = isinstance(os, dict) and os.get("name") == "windows"
-    return compiled.active(RULE) and not windows
+    return RULE in compiled.checked and not windows
 
 
 def pod_security(spec: dict[str, Any]) -> dict[str, Any]:

@@ -57,7 +57,7 @@ def _set(value: Any) -> bool:
 
 def check_pod_level(metadata: dict[str, Any], spec: dict[str, Any], annotations: dict[str, Any],
                     *, compiled: CompiledPolicy, builder: VerdictBuilder, path: str) -> None:
-    on = compiled.active
+    on = compiled.checked.__contains__  # bound once: a set lookup per rule
     spec_path = join(path, "spec")
     if on("pod.host-namespaces"):
         for key in ("hostNetwork", "hostPID", "hostIPC"):
@@ -116,7 +116,7 @@ def _identity_message(key: str, wanted: int) -> str:
 def check_container(ref: ContainerRef, role: Role, *, compiled: CompiledPolicy,
                     builder: VerdictBuilder) -> None:
     """Per-container isolation checks; ``role`` grants Istio's containers their exemptions."""
-    on = compiled.active
+    on = compiled.checked.__contains__  # bound once: a set lookup per rule
     if on("pod.host-ports"):
         ports = ref.body.get("ports")
         for index, port in enumerate(ports if isinstance(ports, list) else ()):

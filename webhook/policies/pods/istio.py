@@ -60,10 +60,10 @@ def check_injection(labels: dict[str, Any], annotations: dict[str, Any], *,
                     compiled: CompiledPolicy, builder: VerdictBuilder, path: str,
                     final: bool) -> None:
     """``pod.istio-inject``: nothing switches injection off or to another control plane."""
-    if not compiled.active("pod.istio-inject"):
+    if "pod.istio-inject" not in compiled.checked:
         return
     rule = "pod.istio-inject"
-    accepted = compiled.accepted_revisions()
+    accepted = compiled.accepted
     for section, values in (("labels", labels), ("annotations", annotations)):
         value = values.get(INJECT)
         if value is not None and value != "true":
@@ -93,7 +93,7 @@ def check_injection(labels: dict[str, Any], annotations: dict[str, Any], *,
 def check_annotations(annotations: dict[str, Any], *, compiled: CompiledPolicy,
                       builder: VerdictBuilder, path: str, final: bool) -> None:
     """Capture-narrowing and proxy-replacing annotations."""
-    if compiled.active("pod.istio-capture-annotations"):
+    if "pod.istio-capture-annotations" in compiled.checked:
         for key in CAPTURE_ANNOTATIONS:
             if key not in annotations:
                 continue
@@ -111,7 +111,7 @@ def check_annotations(annotations: dict[str, Any], *, compiled: CompiledPolicy,
                                 _annotation_path(path, "annotations", key), f"is {value!r}, "
                                 "which lets outbound traffic skip the Istio proxy; remove the "
                                 "annotation (egress must go through the proxy)")
-    if compiled.active("pod.istio-proxy-override"):
+    if "pod.istio-proxy-override" in compiled.checked:
         overriding = [key for key in annotations if key in OVERRIDE_ANNOTATIONS
                       or key.startswith(OVERRIDE_PREFIXES)]
         if not final:
@@ -126,7 +126,7 @@ def check_annotations(annotations: dict[str, Any], *, compiled: CompiledPolicy,
 def check_reserved_name(ref: ContainerRef, *, compiled: CompiledPolicy,
                         builder: VerdictBuilder, final: bool) -> None:
     """Before injection every container is the user's; ephemeral ones always are."""
-    if not compiled.active("pod.istio-reserved-names") or ref.name not in RESERVED_NAMES:
+    if "pod.istio-reserved-names" not in compiled.checked or ref.name not in RESERVED_NAMES:
         return
     if final and ref.kind != EPHEMERAL_CONTAINERS:
         return
@@ -139,7 +139,7 @@ def check_sidecar(refs: list[ContainerRef], *, compiled: CompiledPolicy,
                   builder: VerdictBuilder, path: str) -> None:
     """``pod.istio-sidecar`` over the final pod: a proxy, and an init that captures it all."""
     rule = "pod.istio-sidecar"
-    if not compiled.require_sidecar or not compiled.active(rule):
+    if not compiled.require_sidecar or rule not in compiled.checked:
         return
     proxy = any(ref.name == "istio-proxy" and (ref.kind == "containers" or (
         ref.kind == INIT_CONTAINERS and ref.body.get("restartPolicy") == "Always"))

@@ -121,7 +121,7 @@ def plan_raises(sizings: list[Sizing], *, annotations: dict[str, Any],
     """The smallest raises that satisfy every floor, in container order, requests first."""
     if not sizings:
         return []
-    floor_note = f"pod floor {compiled.pod_floor_text}"
+    floor_note = compiled.floor_note
     planned: list[tuple[Amount, str | None, str]] = []  # per container and section
     for sizing in sizings:
         request, limit = sizing.request, sizing.limit

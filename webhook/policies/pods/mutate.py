@@ -24,6 +24,7 @@ from webhook.policies.result import PatchOp, Verdict, VerdictBuilder
 
 ENFORCED_ANNOTATION = "agentsandbox.io/enforced"
 MUTATING_RULES = (RUNTIME_RULE, memory.RULE, dns.RULE, "pod.istio-inject")
+_ENFORCED_KEY = escape(ENFORCED_ANNOTATION)  # the pointer segment, escaped once
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,8 @@ def plan_pod(pod: dict[str, Any], *, namespace: str, compiled: CompiledPolicy, p
     refused = {violation.rule for violation in builder.violations}
 
     wanted_labels = _wanted_labels(labels, annotations, compiled)
-    if wanted_labels and "pod.istio-inject" not in refused and compiled.active("pod.istio-inject"):
+    if (wanted_labels and "pod.istio-inject" not in refused
+            and "pod.istio-inject" in compiled.checked):
         ops: list[PatchOp] = []
         maps.ensure(pointer, "/metadata/labels", ops)
         notes = []
@@ -81,30 +83,37 @@ def plan_pod(pod: dict[str, Any], *, namespace: str, compiled: CompiledPolicy, p
             notes.append(f"add label {key}={value}")
         planned.append(Planned("pod.istio-inject", "labels", tuple(ops), "; ".join(notes)))
 
-    if compiled.active(RUNTIME_RULE) and spec.get("runtimeClassName") is None:
+    if RUNTIME_RULE in compiled.checked and spec.get("runtimeClassName") is None:
         planned.append(Planned(RUNTIME_RULE, "runtimeClassName", ({
             "op": "add", "path": f"{pointer}/spec/runtimeClassName",
-            "value": compiled.runtime_class},), f"set runtimeClassName={compiled.runtime_class}"))
+            "value": compiled.runtime_class},), compiled.runtime_note))
 
-    if compiled.active(dns.RULE):
+    if dns.RULE in compiled.checked:
         for ops_, note in dns.plan_dns(spec, namespace=namespace, compiled=compiled,
                                        pointer=pointer):
             planned.append(Planned(dns.RULE, "dnsConfig", ops_, note))
 
-    if compiled.active(memory.RULE):
+    if memory.RULE in compiled.checked:
         planned.extend(_plan_memory(spec, annotations, compiled=compiled, pointer=pointer,
                                     path=path, builder=builder))
 
-    if (any(compiled.mutates(rule) for rule in MUTATING_RULES)
-            and annotations.get(ENFORCED_ANNOTATION) != compiled.digest):
-        rule = next(rule for rule in MUTATING_RULES if compiled.mutates(rule))
+    marker_rule = _marker_rule(compiled)
+    if marker_rule is not None and annotations.get(ENFORCED_ANNOTATION) != compiled.digest:
         ops = []
         maps.ensure(pointer, "/metadata/annotations", ops)
-        ops.append({"op": "add", "path": f"{pointer}/metadata/annotations/"
-                    f"{escape(ENFORCED_ANNOTATION)}", "value": compiled.digest})
-        planned.append(Planned(rule, "annotations", tuple(ops), "set annotation "
+        ops.append({"op": "add", "path": f"{pointer}/metadata/annotations/{_ENFORCED_KEY}",
+                    "value": compiled.digest})
+        planned.append(Planned(marker_rule, "annotations", tuple(ops), "set annotation "
                                f"{ENFORCED_ANNOTATION}={compiled.digest}", marker=True))
     return planned
+
+
+def _marker_rule(compiled: CompiledPolicy) -> str | None:
+    """The first enforced mutating rule (it owns the enforced annotation), or None."""
+    for rule in MUTATING_RULES:
+        if rule in compiled.patching:
+            return rule
+    return None
 
 
 def _wanted_labels(labels: dict[str, Any], annotations: dict[str, Any],
@@ -163,7 +172,7 @@ def mutate_pod_object(pod: dict[str, Any], *, namespace: str, policy: Policy,
     builder = VerdictBuilder()
     for change in plan_pod(pod, namespace=namespace, compiled=compiled, pointer=pointer,
                            builder=builder):
-        if compiled.mutates(change.rule):
+        if change.rule in compiled.patching:
             builder.mutate(change.rule, change.field, change.ops, change.note)
         elif not change.marker:
             builder.warn(f"[{change.rule}] would {change.note}")

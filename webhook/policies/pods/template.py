@@ -32,6 +32,6 @@ def check_pod_template(pod: dict[str, Any], *, namespace: str, policy: Policy,
                            builder=builder):
         if change.marker:
             continue
-        verb = "will" if compiled.mutates(change.rule) else "would (in warn mode, will not)"
+        verb = "will" if change.rule in compiled.patching else "would (in warn mode, will not)"
         builder.warn(f"[{change.rule}] {path}: {verb} {change.note} at pod creation")
     return builder.build()

@@ -29,7 +29,7 @@ RUNTIME_RULE = "pod.runtime-class"
 
 def check_runtime_class(spec: dict[str, Any], *, compiled: CompiledPolicy,
                         builder: VerdictBuilder, path: str, final: bool) -> None:
-    if not compiled.active(RUNTIME_RULE):
+    if RUNTIME_RULE not in compiled.checked:
         return
     wanted = compiled.runtime_class
     current = spec.get("runtimeClassName")
@@ -64,12 +64,12 @@ def check_pod(pod: Any, *, compiled: CompiledPolicy, builder: VerdictBuilder, pa
     labels = string_map(metadata, "labels", path=path)
     annotations = string_map(metadata, "annotations", path=path)
     check_runtime_class(spec, compiled=compiled, builder=builder, path=path, final=final)
-    if read_memory and compiled.active(memory.RULE):
+    if read_memory and memory.RULE in compiled.checked:
         refs = memory.app_containers(spec, pointer="", path=path)
         sizings = memory.read_sizings(refs, builder=builder)
         if final and sizings is not None:
             memory.check_floors(sizings, compiled=compiled, builder=builder, path=path)
-    if final and compiled.active(dns.RULE):
+    if final and dns.RULE in compiled.checked:
         ns = namespace or metadata.get("namespace")
         dns.check_dns(spec, namespace=ns if isinstance(ns, str) and ns else None,
                       compiled=compiled, builder=builder, path=path)
@@ -131,7 +131,7 @@ def check_resize(pod: dict[str, Any], *, policy: Policy) -> Verdict:
     """``pods/resize``: the memory floor must still hold after an in-place resize."""
     compiled = compile_policy(policy)
     builder = VerdictBuilder()
-    if compiled.active(memory.RULE):
+    if memory.RULE in compiled.checked:
         _, spec = pod_parts(pod, path="")
         sizings = memory.read_sizings(memory.app_containers(spec, pointer="", path=""),
                                       builder=builder)

@@ -237,6 +237,31 @@ def test_serviceentries_match_all_three_versions(base: list[dict[str, Any]]) -> 
         assert set(rule["operations"]) == {"CREATE", "UPDATE"}
 
 
+ISTIO_OBJECTS = {"envoyfilters": {"v1alpha3"}, "workloadentries": {"v1", "v1beta1", "v1alpha3"},
+                 "virtualservices": {"v1", "v1beta1", "v1alpha3"}}
+
+
+@pytest.mark.parametrize("resource", sorted(ISTIO_OBJECTS))
+def test_istio_objects_are_scoped_like_sidecars(base: list[dict[str, Any]],
+                                                resource: str) -> None:
+    entries = {w["name"]: w for _, w in _webhooks(base) if f".{resource}" in w["name"]}
+    assert set(entries) == {f"validate.{resource}.agentsandbox.io",
+                            f"validate.{resource}-warn.agentsandbox.io"}
+    sidecars = {w["name"].replace("sidecars", resource): w for _, w in _webhooks(base)
+                if ".sidecars" in w["name"]}
+    for name, webhook in entries.items():
+        (rule,) = webhook["rules"]
+        assert rule["apiGroups"] == ["networking.istio.io"]
+        assert set(rule["apiVersions"]) == ISTIO_OBJECTS[resource]
+        assert (rule["resources"], rule["operations"]) == ([resource], ["CREATE", "UPDATE"])
+        twin = sidecars[name]
+        for key in ("namespaceSelector", "clientConfig", "failurePolicy", "matchPolicy",
+                    "sideEffects", "timeoutSeconds"):
+            assert webhook[key] == twin[key], (name, key)
+    auditor = _one(base, "ClusterRole", "agent-sandbox-auditor")
+    assert any(resource in r["resources"] and "list" in r["verbs"] for r in auditor["rules"])
+
+
 def test_deployment_is_highly_available_and_locked_down(base: list[dict[str, Any]]) -> None:
     deployment = _one(base, "Deployment", "agent-sandbox-webhook")
     spec = deployment["spec"]

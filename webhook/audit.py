@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 CustomResources = tuple[tuple[str, str, tuple[str, ...]], ...]
 AGENT_NAMESPACE_CUSTOM: CustomResources = (
     ("networking.istio.io", "sidecars", ("v1", "v1beta1", "v1alpha3")),
+    ("networking.istio.io", "envoyfilters", ("v1alpha3",)),
+    ("networking.istio.io", "workloadentries", ("v1", "v1beta1", "v1alpha3")),
+    ("networking.istio.io", "virtualservices", ("v1", "v1beta1", "v1alpha3")),
     ("agents.x-k8s.io", "sandboxes", ("v1beta1", "v1alpha1")),
     ("extensions.agents.x-k8s.io", "sandboxtemplates", ("v1beta1", "v1alpha1")),
 )
@@ -107,7 +110,8 @@ def register_audit_command(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``audit`` to the CLI; the parsed namespace's ``func`` runs it and returns a status."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "audit", help="report objects in the current cluster that the webhook would refuse",
-        description="List agent pods, workloads, Sidecars, ServiceEntries and Skills with the "
+        description="List agent pods, workloads, Sidecars, EnvoyFilters, WorkloadEntries, "
+                    "VirtualServices, ServiceEntries and Skills with the "
                     "current kubeconfig (or in-cluster config) and report every object the "
                     "policy and registry would refuse. Read-only. Exit status: 0 nothing "
                     "refused, 1 something refused, 2 cluster or configuration unusable.")

@@ -1,7 +1,9 @@
 """The server's admission path, run offline on plain objects: the engine behind check and audit.
 
 Owns which objects the webhook configurations would send to the webhook (agent namespaces
-for pods, workloads and Sidecars; every non-system namespace for ServiceEntries and Skills),
+for pods, workloads, Sidecars, EnvoyFilters, WorkloadEntries and VirtualServices: every kind
+with a policy that is not listed below; every non-system namespace for ServiceEntries and
+Skills),
 the synthetic AdmissionReview built for each object, and the two stages a CREATE goes
 through in a cluster: ``admit(stage=MUTATE)``, the JSON Patch applied, then
 ``admit(stage=VALIDATE)`` on the mutated object. ``final`` objects (already stored in a

@@ -113,10 +113,24 @@ SIDECAR_RULES = (
          "from every namespace (*/*, */*.example.com)"),
 )
 
+ISTIO_OBJECT_RULES = (
+    Rule("envoyfilter.forbidden", "EnvoyFilter", "no EnvoyFilter in agent namespaces (it can "
+         "rewrite the proxy's listeners and clusters; nothing in it can be checked)"),
+    Rule("workloadentry.forbidden", "WorkloadEntry", "no WorkloadEntry in agent namespaces "
+         "(it adds mesh endpoints at arbitrary addresses)"),
+    Rule("virtualservice.destination-not-approved", "VirtualService", "every route and mirror "
+         "destination is a cluster-local Service or an exact host the registry approves for "
+         "the namespace"),
+    Rule("virtualservice.host-not-approved", "VirtualService", "every external name in hosts "
+         "is an exact host the registry approves for the namespace"),
+    Rule("virtualservice.export-to", "VirtualService", "exportTo is set and is not '*' (the "
+         "routes stay out of other namespaces' proxies)"),
+)
+
 REGISTRY_RULES = (
     Rule("registry.invalid", "ConfigMap", "the egress-registry ConfigMap holds a registry.yaml "
          "that loads"),
 )
 
 RULES: Mapping[str, Rule] = _catalogue(*POD_RULES, *SERVICEENTRY_RULES, *SKILL_RULES,
-                                      *SIDECAR_RULES, *REGISTRY_RULES)
+                                      *SIDECAR_RULES, *REGISTRY_RULES, *ISTIO_OBJECT_RULES)

@@ -12,10 +12,12 @@ from types import MappingProxyType
 
 from webhook.policies import pods
 from webhook.policies.context import Handler
+from webhook.policies.forbidden import validate_envoyfilter, validate_workloadentry
 from webhook.policies.registry_configmap import validate_configmap
 from webhook.policies.serviceentries import validate_serviceentry
 from webhook.policies.sidecars import validate_sidecar
 from webhook.policies.skills import validate_skill
+from webhook.policies.virtualservices import validate_virtualservice
 from webhook.policies.workloads import validate_workload
 
 MUTATING: Mapping[tuple[str, str], Handler] = MappingProxyType({
@@ -27,6 +29,10 @@ VALIDATING: Mapping[tuple[str, str], Handler] = MappingProxyType({
     ("networking.istio.io", "ServiceEntry"): validate_serviceentry,
     ("agentsandbox.io", "Skill"): validate_skill,
     ("networking.istio.io", "Sidecar"): validate_sidecar,
+    # Istio objects that can undo REGISTRY_ONLY; the configuration sends agent namespaces only.
+    ("networking.istio.io", "EnvoyFilter"): validate_envoyfilter,
+    ("networking.istio.io", "WorkloadEntry"): validate_workloadentry,
+    ("networking.istio.io", "VirtualService"): validate_virtualservice,
     ("", "ConfigMap"): validate_configmap,
     # Pod templates: refusals and warnings at `kubectl apply --dry-run=server` time.
     ("apps", "Deployment"): validate_workload,

@@ -41,6 +41,11 @@ def pod_security(spec: dict[str, Any]) -> dict[str, Any]:
     return security if isinstance(security, dict) else {}
 
 
+def covers(pod_level: dict[str, Any]) -> bool:
+    """Whether the pod-level securityContext sets both IDs (then every container has them)."""
+    return _is_id(pod_level.get("runAsUser")) and _is_id(pod_level.get("runAsGroup"))
+
+
 _DECIDES = {"runAsUser": "the UID", "runAsGroup": "the primary GID"}
 
 

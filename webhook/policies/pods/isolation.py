@@ -57,19 +57,20 @@ def _set(value: Any) -> bool:
 
 def check_pod_level(metadata: dict[str, Any], spec: dict[str, Any], annotations: dict[str, Any],
                     *, compiled: CompiledPolicy, builder: VerdictBuilder, path: str) -> None:
+    # Display paths are joined only inside a violation: a compliant pod needs none.
     on = compiled.checked.__contains__  # bound once: a set lookup per rule
-    spec_path = join(path, "spec")
     if on("pod.host-namespaces"):
         for key in ("hostNetwork", "hostPID", "hostIPC"):
             if _set(spec.get(key)):
-                builder.violate("pod.host-namespaces", join(spec_path, key), "shares a host "
+                builder.violate("pod.host-namespaces", join(path, f"spec.{key}"), "shares a host "
                                 f"namespace, which the Kata VM cannot give and would bypass "
                                 f"the sidecar; remove {key}")
     if on("pod.share-process-namespace") and _set(spec.get("shareProcessNamespace")):
-        builder.violate("pod.share-process-namespace", join(spec_path, "shareProcessNamespace"),
+        builder.violate("pod.share-process-namespace",
+                        join(path, "spec.shareProcessNamespace"),
                         "lets app containers reach the proxy's processes; remove it")
     if on("pod.host-aliases") and spec.get("hostAliases"):
-        builder.violate("pod.host-aliases", join(spec_path, "hostAliases"), "pins names to "
+        builder.violate("pod.host-aliases", join(path, "spec.hostAliases"), "pins names to "
                         "arbitrary IPs in /etc/hosts, around the filtering resolver; remove "
                         "hostAliases")
     if on("pod.host-path"):
@@ -77,31 +78,38 @@ def check_pod_level(metadata: dict[str, Any], spec: dict[str, Any], annotations:
         for index, volume in enumerate(volumes if isinstance(volumes, list) else ()):
             if isinstance(volume, dict) and volume.get("hostPath") is not None:
                 name = volume.get("name")
-                builder.violate("pod.host-path", f"{spec_path}.volumes[{name or index}].hostPath",
+                builder.violate("pod.host-path",
+                                join(path, f"spec.volumes[{name or index}].hostPath"),
                                 "mounts a host path into the pod; use an emptyDir, configMap, "
                                 "secret or persistent volume instead")
     security = spec.get("securityContext")
-    security = security if isinstance(security, dict) else {}
-    sc_path = join(spec_path, "securityContext")
-    if on("pod.sysctls") and security.get("sysctls"):
-        builder.violate("pod.sysctls", join(sc_path, "sysctls"), "sets kernel parameters per "
-                        "pod; remove sysctls")
-    if on("pod.proxy-identity"):
-        for key, wanted in (("runAsUser", compiled.proxy_uid), ("runAsGroup", compiled.proxy_gid),
-                            ("fsGroup", compiled.proxy_gid)):
-            if _same_id(security.get(key), wanted):
-                builder.violate("pod.proxy-identity", join(sc_path, key), _identity_message(key,
-                                wanted))
-        groups = security.get("supplementalGroups")
-        if isinstance(groups, list) and any(_same_id(g, compiled.proxy_gid) for g in groups):
-            builder.violate("pod.proxy-identity", join(sc_path, "supplementalGroups"),
-                            _identity_message("supplementalGroups", compiled.proxy_gid))
-    if on("pod.kata-annotations"):
+    if isinstance(security, dict) and security:
+        _check_pod_security(security, compiled=compiled, builder=builder, path=path)
+    if annotations and on("pod.kata-annotations"):
         for key in annotations:
             if key.startswith(KATA_ANNOTATION_PREFIX) or key in RUNTIME_HANDLER_ANNOTATIONS:
                 builder.violate("pod.kata-annotations", join(path, f"metadata.annotations[{key}]"),
                                 "overrides the Kata runtime or hypervisor per pod; remove the "
                                 "annotation")
+
+
+def _check_pod_security(security: dict[str, Any], *, compiled: CompiledPolicy,
+                        builder: VerdictBuilder, path: str) -> None:
+    on = compiled.checked.__contains__
+    if on("pod.sysctls") and security.get("sysctls"):
+        builder.violate("pod.sysctls", join(path, "spec.securityContext.sysctls"), "sets "
+                        "kernel parameters per pod; remove sysctls")
+    if on("pod.proxy-identity"):
+        for key, wanted in (("runAsUser", compiled.proxy_uid), ("runAsGroup", compiled.proxy_gid),
+                            ("fsGroup", compiled.proxy_gid)):
+            if _same_id(security.get(key), wanted):
+                builder.violate("pod.proxy-identity", join(path, f"spec.securityContext.{key}"),
+                                _identity_message(key, wanted))
+        groups = security.get("supplementalGroups")
+        if isinstance(groups, list) and any(_same_id(g, compiled.proxy_gid) for g in groups):
+            builder.violate("pod.proxy-identity",
+                            join(path, "spec.securityContext.supplementalGroups"),
+                            _identity_message("supplementalGroups", compiled.proxy_gid))
 
 
 def _same_id(value: Any, wanted: int) -> bool:
@@ -113,49 +121,62 @@ def _identity_message(key: str, wanted: int) -> str:
             f"uncaptured; use another {('UID' if key == 'runAsUser' else 'GID')}")
 
 
+# The securityContext keys a container check reads: a context with none of them (the usual
+# runAsNonRoot / readOnlyRootFilesystem / drop ALL) is skipped with a few ``in`` tests.
+_RISKY_KEYS = ("privileged", "procMount", "capabilities", "runAsUser", "runAsGroup")
+
+
 def check_container(ref: ContainerRef, role: Role, *, compiled: CompiledPolicy,
                     builder: VerdictBuilder) -> None:
     """Per-container isolation checks; ``role`` grants Istio's containers their exemptions."""
-    on = compiled.checked.__contains__  # bound once: a set lookup per rule
-    if on("pod.host-ports"):
-        ports = ref.body.get("ports")
+    body = ref.body
+    ports = body.get("ports")
+    if ports and "pod.host-ports" in compiled.checked:
         for index, port in enumerate(ports if isinstance(ports, list) else ()):
             if isinstance(port, dict) and port.get("hostPort") not in (None, 0):
                 builder.violate("pod.host-ports", f"{ref.path}.ports[{index}].hostPort",
                                 "binds a port on the host; remove hostPort (use a Service)")
-    security = ref.body.get("securityContext")
+    security = body.get("securityContext")
     if security is None:
         return
-    sc_path = join(ref.path, "securityContext")
     if not isinstance(security, dict):
-        builder.violate("pod.privileged", sc_path, "must be an object; fix the container's "
-                        "securityContext")
+        builder.violate("pod.privileged", join(ref.path, "securityContext"), "must be an "
+                        "object; fix the container's securityContext")
         return
+    for key in _RISKY_KEYS:
+        if key in security:
+            _check_security(ref, role, security, compiled=compiled, builder=builder)
+            return
+
+
+def _check_security(ref: ContainerRef, role: Role, security: dict[str, Any], *,
+                    compiled: CompiledPolicy, builder: VerdictBuilder) -> None:
+    on = compiled.checked.__contains__
     if on("pod.privileged") and _set(security.get("privileged")):
-        builder.violate("pod.privileged", join(sc_path, "privileged"), "gives the container "
-                        "the whole VM and its network rules; remove privileged: true")
+        builder.violate("pod.privileged", f"{ref.path}.securityContext.privileged", "gives the "
+                        "container the whole VM and its network rules; remove privileged: true")
     if on("pod.proc-mount") and security.get("procMount") not in (None, "Default"):
-        builder.violate("pod.proc-mount", join(sc_path, "procMount"),
+        builder.violate("pod.proc-mount", f"{ref.path}.securityContext.procMount",
                         f"is {security.get('procMount')!r}; remove it or set Default")
     if on("pod.capabilities"):
-        _check_capabilities(ref, role, security, builder=builder, sc_path=sc_path)
+        _check_capabilities(ref, role, security, builder=builder)
     if on("pod.proxy-identity") and role not in (Role.PROXY, Role.CNI_VALIDATION):
         for key, wanted in (("runAsUser", compiled.proxy_uid),
                             ("runAsGroup", compiled.proxy_gid)):
             if _same_id(security.get(key), wanted):
-                builder.violate("pod.proxy-identity", join(sc_path, key),
+                builder.violate("pod.proxy-identity", f"{ref.path}.securityContext.{key}",
                                 _identity_message(key, wanted))
 
 
 def _check_capabilities(ref: ContainerRef, role: Role, security: dict[str, Any], *,
-                        builder: VerdictBuilder, sc_path: str) -> None:
+                        builder: VerdictBuilder) -> None:
     capabilities = security.get("capabilities")
     if capabilities is None:
         return
-    where = join(sc_path, "capabilities.add")
     added = capabilities.get("add") if isinstance(capabilities, dict) else capabilities
     if added is None or added == []:
         return
+    where = f"{ref.path}.securityContext.capabilities.add"
     if not isinstance(added, list):
         builder.violate("pod.capabilities", where, "must be a list; drop capabilities instead "
                         "of adding them")

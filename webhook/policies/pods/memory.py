@@ -37,6 +37,7 @@ class Sizing:
     limit: Amount | None
     request_text: str | None
     limit_text: str | None
+    usable: bool = True  # False when a quantity could not be read (a violation says why)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,16 +60,50 @@ def read_sizings(refs: list[ContainerRef], *, builder: VerdictBuilder) -> list[S
     sizings: list[Sizing] = []
     usable = True
     for ref in refs:
-        values: dict[str, tuple[Amount | None, str | None]] = {}
-        for section in SECTIONS:
-            read = _read(ref, section, builder=builder)
-            if read is None:
-                usable = False
-                read = (None, None)
-            values[section] = read
-        (request, request_text), (limit, limit_text) = values["requests"], values["limits"]
-        sizings.append(Sizing(ref, request, limit, request_text, limit_text))
+        sizing = read_sizing(ref, builder=builder)
+        usable = usable and sizing.usable
+        sizings.append(sizing)
     return sizings if usable else None
+
+
+def read_sizing(ref: ContainerRef, *, builder: VerdictBuilder) -> Sizing:
+    """One container's memory; ``usable`` is False when a quantity is (violations recorded)."""
+    resources = ref.body.get("resources")
+    # Fast path: a resources map with plain string quantities (nearly every pod). The parse
+    # is memoised, and only a negative or malformed value needs the slow path's messages.
+    if isinstance(resources, dict):
+        requests, limits = resources.get("requests"), resources.get("limits")
+        if (requests is None or isinstance(requests, dict)) and (
+                limits is None or isinstance(limits, dict)):
+            request, request_text = _fast(requests)
+            limit, limit_text = _fast(limits)
+            if request is not _SLOW and limit is not _SLOW:
+                return Sizing(ref, request, limit, request_text, limit_text)
+    request_read = _read(ref, "requests", builder=builder)
+    limit_read = _read(ref, "limits", builder=builder)
+    request, request_text = request_read or (None, None)
+    limit, limit_text = limit_read or (None, None)
+    return Sizing(ref, request, limit, request_text, limit_text,
+                  request_read is not None and limit_read is not None)
+
+
+_SLOW = object()  # _fast's answer for "not a plain quantity: take the slow path"
+
+
+def _fast(values: dict[str, Any] | None) -> tuple[Any, str | None]:
+    """A section's memory as (Amount, text), (None, None) when absent, else (_SLOW, None)."""
+    text = None if values is None else values.get("memory")
+    if text is None:
+        return None, None
+    if type(text) is not str:
+        return _SLOW, None
+    try:
+        value = parse_quantity(text)
+    except ValueError:
+        return _SLOW, None
+    if value < 0:
+        return _SLOW, None
+    return (int(value) if value.denominator == 1 else value), text
 
 
 def _read(ref: ContainerRef, section: str, *,

@@ -62,8 +62,8 @@ def plan_pod(pod: dict[str, Any], *, namespace: str, compiled: CompiledPolicy, p
              builder: VerdictBuilder) -> list[Planned]:
     """Check ``pod`` before injection (into ``builder``) and plan every change to it."""
     path = display_from_pointer(pointer)
-    check_pod(pod, compiled=compiled, builder=builder, path=path, final=False,
-              namespace=namespace, read_memory=False)
+    sizings = check_pod(pod, compiled=compiled, builder=builder, path=path, final=False,
+                        namespace=namespace, read_memory=False, pointer=pointer)
     metadata, spec = pod_parts(pod, path=path)
     labels = string_map(metadata, "labels", path=path)
     annotations = string_map(metadata, "annotations", path=path)
@@ -94,8 +94,8 @@ def plan_pod(pod: dict[str, Any], *, namespace: str, compiled: CompiledPolicy, p
             planned.append(Planned(dns.RULE, "dnsConfig", ops_, note))
 
     if memory.RULE in compiled.checked:
-        planned.extend(_plan_memory(spec, annotations, compiled=compiled, pointer=pointer,
-                                    path=path, builder=builder))
+        planned.extend(_plan_memory(sizings, annotations, compiled=compiled, path=path,
+                                    builder=builder))
 
     marker_rule = _marker_rule(compiled)
     if marker_rule is not None and annotations.get(ENFORCED_ANNOTATION) != compiled.digest:
@@ -126,17 +126,15 @@ def _wanted_labels(labels: dict[str, Any], annotations: dict[str, Any],
     return wanted
 
 
-def _plan_memory(spec: dict[str, Any], annotations: dict[str, Any], *,
-                 compiled: CompiledPolicy, pointer: str, path: str,
-                 builder: VerdictBuilder) -> list[Planned]:
-    refs = memory.app_containers(spec, pointer=pointer, path=path)
-    if not refs:
+def _plan_memory(sizings: list[memory.Sizing] | None, annotations: dict[str, Any], *,
+                 compiled: CompiledPolicy, path: str, builder: VerdictBuilder) -> list[Planned]:
+    """Raises for the sizings ``check_pod`` read (None: a quantity was unusable, reported)."""
+    if sizings is None:
+        return []
+    if not sizings:
         builder.violate(memory.RULE, f"{path + '.' if path else ''}spec.containers", "the pod "
                         f"has no app container to carry the {compiled.pod_floor_text} memory "
                         "floor; add a container")
-        return []
-    sizings = memory.read_sizings(refs, builder=builder)
-    if sizings is None:
         return []
     planned = []
     present: dict[str, set[str]] = {}  # container pointer -> resources maps present

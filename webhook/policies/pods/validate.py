@@ -16,7 +16,9 @@ from webhook.config import Policy
 from webhook.policies.pods import dns, identity, isolation, istio, memory
 from webhook.policies.pods.compiled import CompiledPolicy, compile_policy
 from webhook.policies.pods.walk import (
+    CONTAINERS,
     EPHEMERAL_CONTAINERS,
+    containers,
     iter_containers,
     join,
     pod_parts,
@@ -33,6 +35,8 @@ def check_runtime_class(spec: dict[str, Any], *, compiled: CompiledPolicy,
         return
     wanted = compiled.runtime_class
     current = spec.get("runtimeClassName")
+    if current == wanted:
+        return
     where = join(path, "spec.runtimeClassName")
     if current is None:
         if final:
@@ -54,21 +58,21 @@ def _plain(value: Any) -> str:
 
 
 def check_pod(pod: Any, *, compiled: CompiledPolicy, builder: VerdictBuilder, path: str,
-              final: bool, namespace: str | None, read_memory: bool = True) -> None:
+              final: bool, namespace: str | None, read_memory: bool = True,
+              pointer: str = "") -> list[memory.Sizing] | None:
     """Every pod rule over one raw pod; violations go to ``builder``.
 
-    ``read_memory=False`` leaves the memory rule to a caller that reads the quantities
-    itself (the mutating side plans raises from them), so they are read once.
+    Returns the app containers' memory sizings (None when the memory rule is off or a
+    quantity is unusable), read in the same single pass over the containers as every
+    per-container rule. ``read_memory=False`` is the mutating side's order: memory problems
+    are reported after every other check (where its raise planning used to find them), and
+    the floors are not checked, since the caller plans raises to meet them.
     """
     metadata, spec = pod_parts(pod, path=path)
     labels = string_map(metadata, "labels", path=path)
     annotations = string_map(metadata, "annotations", path=path)
     check_runtime_class(spec, compiled=compiled, builder=builder, path=path, final=final)
-    if read_memory and memory.RULE in compiled.checked:
-        refs = memory.app_containers(spec, pointer="", path=path)
-        sizings = memory.read_sizings(refs, builder=builder)
-        if final and sizings is not None:
-            memory.check_floors(sizings, compiled=compiled, builder=builder, path=path)
+    memory_at = len(builder.violations)  # memory problems are reported here (validating)
     if final and dns.RULE in compiled.checked:
         ns = namespace or metadata.get("namespace")
         dns.check_dns(spec, namespace=ns if isinstance(ns, str) and ns else None,
@@ -79,18 +83,43 @@ def check_pod(pod: Any, *, compiled: CompiledPolicy, builder: VerdictBuilder, pa
                             final=final)
     isolation.check_pod_level(metadata, spec, annotations, compiled=compiled, builder=builder,
                               path=path)
-    refs = list(iter_containers(spec, pointer="", path=path))
+
+    refs = containers(spec, pointer=pointer, path=path)
     explicit = identity.applies(spec, compiled)
     pod_security = identity.pod_security(spec)
+    # Fast path: both IDs set at pod level cover every container (the usual agent pod).
+    if explicit and identity.covers(pod_security):
+        explicit = False
+    reserved = "pod.istio-reserved-names" in compiled.checked
+    sizing_memory = memory.RULE in compiled.checked
+    # Memory problems go to a side builder, spliced in at their place once the pass is done.
+    memory_builder = VerdictBuilder()
+    sizings: list[memory.Sizing] = []
+    usable = True
     for ref in refs:
-        role = isolation.classify(ref, final=final)
-        istio.check_reserved_name(ref, compiled=compiled, builder=builder, final=final)
+        role = isolation.classify(ref, final=final) if final else isolation.Role.APP
+        if reserved and ref.name in istio.RESERVED_NAMES:
+            istio.check_reserved_name(ref, compiled=compiled, builder=builder, final=final)
         isolation.check_container(ref, role, compiled=compiled, builder=builder)
         if explicit:
             identity.check_container(ref, role, pod_security, compiled=compiled,
                                      builder=builder, path=path)
+        if sizing_memory and ref.kind == CONTAINERS and ref.name != memory.PROXY_CONTAINER:
+            sizing = memory.read_sizing(ref, builder=memory_builder)
+            usable = usable and sizing.usable
+            sizings.append(sizing)
     if final:
         istio.check_sidecar(refs, compiled=compiled, builder=builder, path=path)
+    if not sizing_memory:
+        return None
+    result = sizings if usable else None
+    if read_memory:
+        if final and result is not None:
+            memory.check_floors(result, compiled=compiled, builder=memory_builder, path=path)
+        builder.violations[memory_at:memory_at] = memory_builder.violations
+    else:
+        builder.violations.extend(memory_builder.violations)
+    return result
 
 
 def validate_pod_object(pod: dict[str, Any], *, policy: Policy, final: bool, path: str = "",

@@ -11,7 +11,6 @@ with this message; field-level oddities are left to the rules, which treat them 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from webhook.errors import Undecidable
@@ -22,21 +21,41 @@ EPHEMERAL_CONTAINERS = "ephemeralContainers"
 ALL_KINDS = (CONTAINERS, INIT_CONTAINERS, EPHEMERAL_CONTAINERS)
 
 
-@dataclass(frozen=True, slots=True)
 class ContainerRef:
-    """One container as found in the raw object, with where it lives."""
+    """One container as found in the raw object, with where it lives.
 
-    kind: str  # containers | initContainers | ephemeralContainers
-    index: int
-    name: str  # "" when the name is missing or not a string
-    body: dict[str, Any]
-    pointer: str  # JSON pointer for patches, e.g. /spec/containers/0
-    path: str  # dotted path for messages, e.g. spec.containers[agent]
+    ``pointer`` and ``path`` are built on first use: on the hot path most containers break
+    no rule and need neither, so a ref only stores the pod's own pointer and display path.
+    """
+
+    __slots__ = ("_base_pointer", "_spec_path", "body", "index", "kind", "name")
+
+    def __init__(self, kind: str, index: int, name: str, body: dict[str, Any],
+                 base_pointer: str, spec_path: str) -> None:
+        self.kind = kind  # containers | initContainers | ephemeralContainers
+        self.index = index
+        self.name = name  # "" when the name is missing or not a string
+        self.body = body
+        self._base_pointer = base_pointer  # the pod's JSON pointer ("" for a whole pod)
+        self._spec_path = spec_path  # the pod's spec display path, e.g. spec.template.spec
+
+    @property
+    def pointer(self) -> str:
+        """JSON pointer for patches, e.g. ``/spec/containers/0``."""
+        return f"{self._base_pointer}/spec/{self.kind}/{self.index}"
+
+    @property
+    def path(self) -> str:
+        """Dotted path for messages, e.g. ``spec.containers[agent]``."""
+        return f"{self._spec_path}.{self.kind}[{self.name or self.index}]"
 
     @property
     def short(self) -> str:
         """``containers[agent]``: the path in kubectl's voice, without ``spec.``."""
         return f"{self.kind}[{self.name or self.index}]"
+
+    def __repr__(self) -> str:
+        return f"ContainerRef({self.path!r})"
 
 
 def escape(segment: str) -> str:
@@ -92,20 +111,31 @@ def string_map(metadata: dict[str, Any], key: str, *, path: str) -> dict[str, An
     return mapping_at(metadata, key, path=join(path, "metadata")) or {}
 
 
-def iter_containers(spec: dict[str, Any], *, pointer: str, path: str,
-                    kinds: tuple[str, ...] = ALL_KINDS) -> Iterator[ContainerRef]:
-    """Every container of the given kinds, in document order."""
+def containers(spec: dict[str, Any], *, pointer: str, path: str,
+               kinds: tuple[str, ...] = ALL_KINDS) -> list[ContainerRef]:
+    """Every container of the given kinds, in document order (one walk, no generator)."""
     spec_path = join(path, "spec")
+    refs: list[ContainerRef] = []
     for kind in kinds:
-        for index, body in enumerate(list_at(spec, kind, path=spec_path)):
+        items = spec.get(kind)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            list_at(spec, kind, path=spec_path)  # raises Undecidable with the usual wording
+        for index, body in enumerate(items):
             if not isinstance(body, dict):
                 raise Undecidable(f"{spec_path}.{kind}[{index}] must be an object; the object "
                                   "is malformed")
             name = body.get("name")
-            name = name if isinstance(name, str) else ""
-            yield ContainerRef(kind=kind, index=index, name=name, body=body,
-                               pointer=f"{pointer}/spec/{kind}/{index}",
-                               path=f"{spec_path}.{kind}[{name or index}]")
+            refs.append(ContainerRef(kind, index, name if isinstance(name, str) else "", body,
+                                     pointer, spec_path))
+    return refs
+
+
+def iter_containers(spec: dict[str, Any], *, pointer: str, path: str,
+                    kinds: tuple[str, ...] = ALL_KINDS) -> Iterator[ContainerRef]:
+    """``containers`` as an iterator, for callers that stop early."""
+    return iter(containers(spec, pointer=pointer, path=path, kinds=kinds))
 
 
 def argv(container: dict[str, Any]) -> list[str]:

@@ -57,10 +57,29 @@ def _plain(value: Any) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
+PodMaps = tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]
+
+
+def pod_maps(pod: Any, *, path: str) -> PodMaps:
+    """``(metadata, spec, labels, annotations)`` of a raw pod, read once for every rule."""
+    metadata, spec = pod_parts(pod, path=path)
+    return (metadata, spec, string_map(metadata, "labels", path=path),
+            string_map(metadata, "annotations", path=path))
+
+
 def check_pod(pod: Any, *, compiled: CompiledPolicy, builder: VerdictBuilder, path: str,
               final: bool, namespace: str | None, read_memory: bool = True,
               pointer: str = "") -> list[memory.Sizing] | None:
-    """Every pod rule over one raw pod; violations go to ``builder``.
+    """Every pod rule over one raw pod; violations go to ``builder`` (see ``check_parts``)."""
+    return check_parts(pod_maps(pod, path=path), compiled=compiled, builder=builder, path=path,
+                       final=final, namespace=namespace, read_memory=read_memory,
+                       pointer=pointer)
+
+
+def check_parts(parts: PodMaps, *, compiled: CompiledPolicy, builder: VerdictBuilder,
+                path: str, final: bool, namespace: str | None, read_memory: bool = True,
+                pointer: str = "") -> list[memory.Sizing] | None:
+    """Every pod rule over one pod's ``pod_maps``; violations go to ``builder``.
 
     Returns the app containers' memory sizings (None when the memory rule is off or a
     quantity is unusable), read in the same single pass over the containers as every
@@ -68,9 +87,7 @@ def check_pod(pod: Any, *, compiled: CompiledPolicy, builder: VerdictBuilder, pa
     are reported after every other check (where its raise planning used to find them), and
     the floors are not checked, since the caller plans raises to meet them.
     """
-    metadata, spec = pod_parts(pod, path=path)
-    labels = string_map(metadata, "labels", path=path)
-    annotations = string_map(metadata, "annotations", path=path)
+    metadata, spec, labels, annotations = parts
     check_runtime_class(spec, compiled=compiled, builder=builder, path=path, final=final)
     memory_at = len(builder.violations)  # memory problems are reported here (validating)
     if final and dns.RULE in compiled.checked:

@@ -61,6 +61,8 @@ def _parse(text: str) -> Fraction:
     return number * _DECIMAL[match["decimal"] or ""]
 
 
+# The same few floors and totals are rendered for every pod; the rendering is pure.
+@lru_cache(maxsize=256)
 def format_bytes(value: int | Fraction) -> str:
     """Render a byte count in the largest binary unit that divides it exactly.
 

@@ -48,6 +48,24 @@ class Verdict:
     warnings: tuple[str, ...] = ()
 
 
+# Fast constructors for the frozen records the builder makes on the hot path. A frozen
+# dataclass's generated __init__ sets every field through object.__setattr__ (~1 µs for four
+# fields); a patched pod makes seven Mutations per review. Setting the slots through their
+# descriptors makes the very same object, as immutable afterwards, for about 40 % less.
+_new = object.__new__
+_set_rule, _set_field, _set_ops, _set_note = (
+    Mutation.__dict__[name].__set__ for name in ("rule", "field", "ops", "note"))
+
+
+def _mutation(rule: str, field_name: str, ops: tuple[PatchOp, ...], note: str) -> Mutation:
+    mutation: Mutation = _new(Mutation)
+    _set_rule(mutation, rule)
+    _set_field(mutation, field_name)
+    _set_ops(mutation, ops)
+    _set_note(mutation, note)
+    return mutation
+
+
 class VerdictBuilder:
     """Accumulates a Verdict while a policy walks an object.
 
@@ -68,7 +86,7 @@ class VerdictBuilder:
         self.violations.append(Violation(rule, path, message))
 
     def mutate(self, rule: str, field_name: str, ops: tuple[PatchOp, ...], note: str) -> None:
-        self.mutations.append(Mutation(rule, field_name, ops, note))
+        self.mutations.append(_mutation(rule, field_name, ops, note))
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)

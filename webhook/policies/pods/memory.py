@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 from webhook.policies.pods.compiled import CompiledPolicy
 from webhook.policies.pods.walk import CONTAINERS, ContainerRef, iter_containers, join
@@ -40,9 +40,11 @@ class Sizing:
     usable: bool = True  # False when a quantity could not be read (a violation says why)
 
 
-@dataclass(frozen=True, slots=True)
-class MemoryRaise:
-    """One planned raise: ``section`` is ``requests`` or ``limits``."""
+class MemoryRaise(NamedTuple):
+    """One planned raise: ``section`` is ``requests`` or ``limits``.
+
+    A NamedTuple: the cheapest immutable record, built for nearly every pod on the hot path.
+    """
 
     ref: ContainerRef
     section: str

@@ -11,6 +11,7 @@ find the containers (``istio``) and knows nothing of annotations.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from webhook.policies.pods.walk import argv
@@ -88,9 +89,28 @@ def parse_args(words: list[str]) -> ParsedArgs:
     return parsed
 
 
+# Every final pod carries the injector's same few argument vectors, so their judgement is
+# memoised. Only short vectors are kept: the key holds the words, and hostile input must not
+# pin large ones in memory.
+_MEMO_WORDS = 64
+_MEMO_CHARS = 4096
+
+
 def capture_problems(words: list[str], *, proxy_uid: int, proxy_gid: int,
                      cni: bool) -> list[str]:
     """What in these arguments lets outbound traffic skip the proxy (empty: all captured)."""
+    if len(words) <= _MEMO_WORDS and sum(map(len, words)) <= _MEMO_CHARS:
+        return list(_memo_problems(tuple(words), proxy_uid, proxy_gid, cni))
+    return _problems(words, proxy_uid=proxy_uid, proxy_gid=proxy_gid, cni=cni)
+
+
+@lru_cache(maxsize=128)
+def _memo_problems(words: tuple[str, ...], proxy_uid: int, proxy_gid: int,
+                   cni: bool) -> tuple[str, ...]:
+    return tuple(_problems(list(words), proxy_uid=proxy_uid, proxy_gid=proxy_gid, cni=cni))
+
+
+def _problems(words: list[str], *, proxy_uid: int, proxy_gid: int, cni: bool) -> list[str]:
     parsed = parse_args(words)
     problems: list[str] = []
     cidrs = parsed.values.get("istio-service-cidr")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import io
 import json
@@ -152,7 +153,8 @@ async def test_one_decision_log_line_carries_facts_not_the_object(
     aiohttp_client: ClientFactory,
 ) -> None:
     stream = io.BytesIO()
-    client = await aiohttp_client(make_app(decisions=DecisionLog(stream, level=logging.INFO)))
+    decisions = DecisionLog(stream, level=logging.INFO, flush_delay=0)
+    client = await aiohttp_client(make_app(decisions=decisions))
     body = review("pod-create.json")
     await client.post("/mutate", json=body)
     lines = stream.getvalue().splitlines()
@@ -175,7 +177,8 @@ async def test_at_log_level_warning_only_fail_closed_decisions_are_logged(
     aiohttp_client: ClientFactory,
 ) -> None:
     stream = io.BytesIO()
-    client = await aiohttp_client(make_app(decisions=DecisionLog(stream, level=logging.WARNING)))
+    decisions = DecisionLog(stream, level=logging.WARNING, flush_delay=0)
+    client = await aiohttp_client(make_app(decisions=decisions))
     await client.post("/mutate", json=review("pod-create.json"))
     assert stream.getvalue() == b""
     unknown = review("pod-create.json")
@@ -232,3 +235,20 @@ async def test_dry_run_gets_the_same_answer_as_a_real_request(client: TestClient
     a = (await (await client.post("/mutate", json=real)).json())["response"]
     b = (await (await client.post("/mutate", json=dry)).json())["response"]
     assert a == b
+
+
+async def test_decision_lines_are_batched_and_flushed_within_the_delay_and_at_cleanup(
+    aiohttp_client: ClientFactory,
+) -> None:
+    stream = io.BytesIO()
+    decisions = DecisionLog(stream, level=logging.INFO, flush_delay=0.2)
+    app = make_app(decisions=decisions)
+    client = await aiohttp_client(app)
+    for _ in range(3):
+        await client.post("/validate", json=review("pod-delete.json"))
+    assert stream.getvalue() == b""  # still batched
+    await asyncio.sleep(0.4)
+    assert len(stream.getvalue().splitlines()) == 3
+    await client.post("/validate", json=review("pod-delete.json"))
+    await client.close()  # app cleanup flushes what is pending
+    assert len(stream.getvalue().splitlines()) == 4

@@ -7,6 +7,7 @@ either: decision lines carry names and rule ids, never object content.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -52,19 +53,29 @@ def configure_logging(level: str) -> None:
 
 
 class DecisionLog:
-    """One JSON line per admission decision, written straight to a byte stream.
+    """One JSON line per admission decision, written to a byte stream in small batches.
 
     Same line shape as ``JSONFormatter`` (logger ``webhook.decision``). It bypasses the
-    ``logging`` module on purpose: a record there costs about 14 µs (caller lookup, record,
-    locks, formatter), a large share of a whole decision, while this costs about 2 µs. Its
-    level follows the ``webhook.decision`` logger's effective level at construction, so
+    ``logging`` module on purpose, and batches writes: under load a record through
+    ``logging`` cost about 14 µs and one write+flush per line about 30 µs of a ~200 µs
+    request. Lines wait at most ``flush_delay`` seconds (or until ``max_buffer`` bytes) and
+    are flushed on shutdown (``flush``); ``flush_delay=0`` writes every line at once. Its level
+    follows the ``webhook.decision`` logger's effective level at construction, so
     ``--log-level warning`` keeps only fail-closed decisions.
     """
 
-    def __init__(self, stream: BinaryIO | None = None, *, level: int | None = None) -> None:
+    def __init__(self, stream: BinaryIO | None = None, *, level: int | None = None,
+                 flush_delay: float = 0.05, max_buffer: int = 64 * 1024) -> None:
         self._stream = stream if stream is not None else sys.stderr.buffer
         self._level = (level if level is not None
                        else logging.getLogger("webhook.decision").getEffectiveLevel())
+        self._flush_delay = flush_delay
+        self._max_buffer = max_buffer
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._second = -1
+        self._second_text = ""
 
     def enabled(self, level: int) -> bool:
         return level >= self._level
@@ -72,13 +83,41 @@ class DecisionLog:
     def write(self, level: int, fields: dict[str, Any]) -> None:
         if level < self._level:
             return
-        now = time.time()
-        line = {"ts": timestamp(now), "level": logging.getLevelName(level).lower(),
-                "logger": "webhook.decision", "msg": "admission decision", **fields}
+        line = orjson.dumps({"ts": self._timestamp(), "level": logging.getLevelName(level).lower(),
+                             "logger": "webhook.decision", "msg": "admission decision",
+                             **fields}, option=orjson.OPT_APPEND_NEWLINE, default=str)
+        self._pending.append(line)
+        self._size += len(line)
+        if self._size >= self._max_buffer or self._flush_delay <= 0:
+            self.flush()
+        elif self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop (offline use): nothing would flush later
+                self.flush()
+                return
+            self._timer = loop.call_later(self._flush_delay, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._size = 0
         try:
-            self._stream.write(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE,
-                                            default=str))
+            self._stream.write(data)
             self._stream.flush()
         except (OSError, ValueError):
             # A closed or broken log stream must not turn a decision into an error.
             pass
+
+    def _timestamp(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:  # strftime once a second, not once a line
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{int(now % 1 * 1000):03d}Z"

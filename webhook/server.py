@@ -74,6 +74,7 @@ def create_app(*, engine: Engine, metrics: Metrics | None = None, health: Health
     app[METRICS] = metrics or Metrics()
     app[HEALTH] = health or Health(ready=True)
     app[DECISIONS] = decisions or DecisionLog()
+    app.on_cleanup.append(_flush_decisions)
     app[METRICS].set_policy(engine.policy.digest)
     for path, stage, warn_only in (("/mutate", Stage.MUTATE, False),
                                    ("/validate", Stage.VALIDATE, False),
@@ -109,8 +110,13 @@ async def _admit_http(http: web.Request, *, stage: Stage, warn_only: bool, max_b
         return _http_error(413, f"body of {http.content_length} bytes is over the limit of "
                            f"{max_body}", close=True)
     try:
-        async with asyncio.timeout(body_timeout):
+        if http.content.is_eof():
+            # The parser has already buffered the whole body (the usual case: a review fits in
+            # the first reads). Arming a timer anyway cost ~18 µs a request under load.
             body = await http.read()
+        else:
+            async with asyncio.timeout(body_timeout):
+                body = await http.read()
     except web.HTTPRequestEntityTooLarge:  # chunked bodies have no Content-Length to check
         metrics.bad_requests.labels(reason="too-large").inc()
         return _http_error(413, f"body is over the limit of {max_body} bytes", close=True)
@@ -179,6 +185,10 @@ def _http_error(status: int, reason: str, *, close: bool = False) -> web.Respons
         # The rest of the body (if any) is not worth reading: close after answering.
         response.force_close()
     return response
+
+
+async def _flush_decisions(app: web.Application) -> None:
+    app[DECISIONS].flush()
 
 
 async def _healthz(http: web.Request) -> web.Response:

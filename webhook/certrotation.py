@@ -214,30 +214,22 @@ def apply_action(
     """The set after ``action``; None for KEEP. Generates keys, otherwise deterministic."""
     if action is Action.KEEP:
         return None
+
+    def issue(ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey) -> tuple[
+            x509.Certificate, ec.EllipticCurvePrivateKey]:
+        return issue_serving_certificate(ca, ca_key, dns_names=dns_names, ip_addresses=(),
+                                         valid_for=policy.serving_validity, now=now)
+
     if action is Action.CREATE or current is None:
         ca, ca_key = generate_ca(CA_COMMON_NAME, valid_for=policy.ca_validity, now=now)
-        serving, serving_key = issue_serving_certificate(
-            ca,
-            ca_key,
-            dns_names=dns_names,
-            ip_addresses=(),
-            valid_for=policy.serving_validity,
-            now=now,
-        )
+        serving, serving_key = issue(ca, ca_key)
         return CertificateSet((ca,), ca_key, serving, serving_key)
     ca, ca_key = current.current_ca, current.ca_key
     serving, serving_key = current.serving, current.serving_key
     if action is Action.ROTATE_CA:
         ca, ca_key = generate_ca(CA_COMMON_NAME, valid_for=policy.ca_validity, now=now)
     elif action is Action.ISSUE_SERVING:
-        serving, serving_key = issue_serving_certificate(
-            ca,
-            ca_key,
-            dns_names=dns_names,
-            ip_addresses=(),
-            valid_for=policy.serving_validity,
-            now=now,
-        )
+        serving, serving_key = issue(ca, ca_key)
     bundle = merge_bundle(
         (*current.bundle, ca), current_ca=ca, serving=serving, now=now, overlap=policy.overlap
     )

@@ -12,12 +12,10 @@ The whole suite is skipped, with the reason printed, when no cluster is reachabl
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -32,10 +30,25 @@ from typing import Any
 import pytest
 import yaml
 
+from e2e.objects import (
+    E2E_CONFIG_NAME,
+    ROOT,
+    RUNTIME_CLASSES,
+    base_url,
+    configurations,
+    e2e_policy,
+    e2e_registry,
+    is_ip,
+    namespace_object,
+    runtime_class,
+)
 from webhook.certs import write_dev_bundle
 
-ROOT = Path(__file__).resolve().parent.parent
-E2E_CONFIG_NAME = "agent-sandbox-webhook-e2e"  # still sorts before istio-sidecar-injector
+HERE = Path(__file__).resolve().parent
+# Per test, session set-up included (the first test pays for it): a CRD to establish, the
+# webhook to start or roll out (up to 180 s in cluster), the configurations to take effect.
+# pyproject's default of 120 s is too short for that.
+E2E_TIMEOUT = 600
 
 
 def _kubectl_reachable() -> str | None:
@@ -55,13 +68,35 @@ def _kubectl_reachable() -> str | None:
     return None
 
 
+def _unusable_settings() -> str | None:
+    """Checked before anything is created in the cluster: None, or why the suite cannot run."""
+    if os.environ.get("E2E_IN_CLUSTER") == "1":
+        if not os.environ.get("E2E_IMAGE"):
+            return "E2E_IN_CLUSTER=1 needs E2E_IMAGE (an image the cluster can pull)"
+        return None
+    if not os.environ.get("E2E_WEBHOOK_HOST"):
+        return (
+            "set E2E_WEBHOOK_HOST to an address of this machine the API server can reach "
+            "(kind on Linux: the gateway of the kind docker network, e.g. 172.18.0.1; "
+            "Docker Desktop: host.docker.internal)"
+        )
+    return None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    reason = _kubectl_reachable()
+    # This hook sees every collected item, not only this directory's: touch only e2e's.
+    ours = [item for item in items if HERE in item.path.parents]
+    if not ours:
+        return
+    for item in ours:
+        item.add_marker(pytest.mark.timeout(E2E_TIMEOUT))
+    unreachable = _kubectl_reachable()
+    reason = f"no reachable cluster: {unreachable}" if unreachable else _unusable_settings()
     if reason is None:
         return
-    print(f"\ne2e skipped: no reachable cluster: {reason}", file=sys.stderr)
-    skip = pytest.mark.skip(reason=f"no reachable cluster: {reason}")
-    for item in items:
+    print(f"\ne2e skipped: {reason}", file=sys.stderr)
+    skip = pytest.mark.skip(reason=reason)
+    for item in ours:
         item.add_marker(skip)
 
 
@@ -72,9 +107,11 @@ class Result:
     stderr: str
 
 
-def kubectl(*args: str, stdin: str | None = None, check: bool = False) -> Result:
+def kubectl(
+    *args: str, stdin: str | None = None, check: bool = False, timeout: float = 60
+) -> Result:
     done = subprocess.run(
-        ["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=60
+        ["kubectl", *args], input=stdin, capture_output=True, text=True, timeout=timeout
     )
     if check and done.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed: {done.stderr}")
@@ -85,58 +122,15 @@ def apply(obj: dict[str, Any], *extra: str) -> Result:
     return kubectl("apply", "-f", "-", *extra, stdin=json.dumps(obj))
 
 
-def _exists(kind: str, name: str) -> bool:
-    return kubectl("get", kind, name, "-o", "name").returncode == 0
+def _exists(kind: str, name: str, namespace: str | None = None) -> bool:
+    scope = ["-n", namespace] if namespace else []
+    return kubectl(*scope, "get", kind, name, "-o", "name").returncode == 0
 
 
 @dataclass(frozen=True)
 class Cluster:
     namespace: str
     istio_crds: bool
-
-
-def _e2e_policy() -> dict[str, Any]:
-    # No Istio in a plain kind cluster: do not require the injected sidecar.
-    return {"istio": {"requireSidecar": False}}
-
-
-def _e2e_registry(namespace: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "agentsandbox.io/v1alpha1",
-        "kind": "EgressRegistry",
-        "entries": [
-            {
-                "host": "api.frankfurter.app",
-                "ports": [{"number": 443, "protocols": ["TLS", "HTTPS"]}],
-                "namespaces": [namespace],
-            }
-        ],
-        "deny": [],
-    }
-
-
-def _configurations(*, namespace: str, base_url: str, ca_bundle: bytes) -> list[dict[str, Any]]:
-    """The real configurations, re-pointed at our URL and narrowed to the test namespace."""
-    docs = []
-    for name in ("mutatingwebhookconfiguration.yaml", "validatingwebhookconfiguration.yaml"):
-        doc = yaml.safe_load((ROOT / "manifests" / "base" / name).read_text())
-        doc["metadata"]["name"] = E2E_CONFIG_NAME
-        kept = []
-        for webhook in doc["webhooks"]:
-            if webhook["name"].startswith("validate.registry."):
-                continue  # would select the webhook's namespace; not needed here
-            path = webhook["clientConfig"]["service"]["path"]
-            webhook["clientConfig"] = {
-                "url": f"{base_url}{path}",
-                "caBundle": base64.b64encode(ca_bundle).decode(),
-            }
-            webhook["namespaceSelector"].setdefault("matchExpressions", []).append(
-                {"key": "kubernetes.io/metadata.name", "operator": "In", "values": [namespace]}
-            )
-            kept.append(webhook)
-        doc["webhooks"] = kept
-        docs.append(doc)
-    return docs
 
 
 def _wait_healthy(port: int, ca_file: Path, process: subprocess.Popen[bytes]) -> None:
@@ -158,44 +152,61 @@ def _wait_healthy(port: int, ca_file: Path, process: subprocess.Popen[bytes]) ->
 
 
 def _ensure_runtime_classes(created: list[tuple[str, str]]) -> None:
-    # The API server's RuntimeClass plugin refuses pods naming a class that does not exist, so
-    # the class the webhook sets (kata) and a foreign one for the escape test must exist.
-    classes = {"kata": ("kata", "160Mi", "250m"), "e2e-foreign": ("runc", "64Mi", "100m")}
-    for name, (handler, memory, cpu) in classes.items():
+    # The API server's RuntimeClass plugin refuses pods naming a class that does not exist
+    # (`pod rejected: RuntimeClass "kata" not found`), so the class the webhook sets (kata)
+    # and a foreign one for the escape test must exist.
+    for name in RUNTIME_CLASSES:
         if not _exists("runtimeclass", name):
-            apply(
-                {
-                    "apiVersion": "node.k8s.io/v1",
-                    "kind": "RuntimeClass",
-                    "metadata": {"name": name},
-                    "handler": handler,
-                    "overhead": {"podFixed": {"memory": memory, "cpu": cpu}},
-                }
-            )
+            result = apply(runtime_class(name))
+            assert result.returncode == 0, result.stderr
             created.append(("runtimeclass", name))
+
+
+def _probe_pod(namespace: str) -> dict[str, Any]:
+    """A pod every rule admits, so a dry-run of it shows whether the webhook is answering."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "e2e-probe", "namespace": namespace},
+        "spec": {
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001},
+            "containers": [{"name": "probe", "image": "registry.example.com/probe:1.0"}],
+        },
+    }
+
+
+def _wait_admitting(namespace: str, timeout: float = 60) -> None:
+    """Until the API server calls the webhook for the test namespace (a dry-run is mutated).
+
+    A fixed sleep is not enough: the API server's configuration informer, the caBundle
+    injection (in cluster) and the network path to the webhook all take their own time, and
+    when the path is broken, the last error (TLS, connection refused) is the useful message.
+    """
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        result = apply(_probe_pod(namespace), "--dry-run=server", "-o", "json")
+        if result.returncode == 0:
+            if json.loads(result.stdout)["spec"].get("runtimeClassName") == "kata":
+                return
+            last = "the dry-run was admitted unmutated (configurations not in effect yet)"
+        else:
+            last = result.stderr.strip()
+        time.sleep(1)
+    raise RuntimeError(f"the webhook is not being called after {timeout:.0f}s: {last}")
 
 
 @contextlib.contextmanager
 def _out_of_cluster(tmp: Path, namespace: str) -> Iterator[None]:
-    host = os.environ.get("E2E_WEBHOOK_HOST", "")
-    if not host:
-        pytest.skip(
-            "set E2E_WEBHOOK_HOST to an address of this machine the API server can "
-            "reach (kind on Linux: the docker bridge gateway, e.g. 172.18.0.1; Docker "
-            "Desktop: host.docker.internal)"
-        )
+    host = os.environ["E2E_WEBHOOK_HOST"]  # checked at collection (_unusable_settings)
     port = int(os.environ.get("E2E_WEBHOOK_PORT", "9443"))
-    try:
-        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
-        bundle = write_dev_bundle(
-            tmp / "certs", dns_names=["localhost"], ip_addresses=[host, "127.0.0.1"]
-        )
-    except OSError:
-        bundle = write_dev_bundle(
-            tmp / "certs", dns_names=[host, "localhost"], ip_addresses=["127.0.0.1"]
-        )
-    (tmp / "policy.yaml").write_text(yaml.safe_dump(_e2e_policy()))
-    (tmp / "registry.yaml").write_text(yaml.safe_dump(_e2e_registry(namespace)))
+    # The API server checks the serving certificate against the URL's host: an IP needs an
+    # IP SAN, a name a DNS SAN. 127.0.0.1 is for our own readiness probe.
+    ips = sorted({host, "127.0.0.1"}) if is_ip(host) else ["127.0.0.1"]
+    names = ["localhost"] if is_ip(host) else [host, "localhost"]
+    bundle = write_dev_bundle(tmp / "certs", dns_names=names, ip_addresses=ips)
+    (tmp / "policy.yaml").write_text(yaml.safe_dump(e2e_policy()))
+    (tmp / "registry.yaml").write_text(yaml.safe_dump(e2e_registry(namespace)))
     log = (tmp / "webhook.log").open("wb")
     process = subprocess.Popen(
         [
@@ -220,14 +231,14 @@ def _out_of_cluster(tmp: Path, namespace: str) -> Iterator[None]:
     )
     try:
         _wait_healthy(port, bundle.ca_cert, process)
-        for doc in _configurations(
+        for doc in configurations(
             namespace=namespace,
-            base_url=f"https://{host}:{port}",
+            base_url=base_url(host, port),
             ca_bundle=bundle.ca_cert.read_bytes(),
         ):
             result = apply(doc)
             assert result.returncode == 0, result.stderr
-        time.sleep(2)  # the API server's webhook informer picks the configurations up
+        _wait_admitting(namespace)
         yield
     finally:
         for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
@@ -242,21 +253,31 @@ def _out_of_cluster(tmp: Path, namespace: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _in_cluster(namespace: str) -> Iterator[None]:
-    image = os.environ.get("E2E_IMAGE")
-    if not image:
-        pytest.skip("E2E_IN_CLUSTER=1 needs E2E_IMAGE (an image the cluster can pull)")
+    image = os.environ["E2E_IMAGE"]  # checked at collection (_unusable_settings)
     rendered = kubectl("kustomize", str(ROOT / "manifests"), check=True).stdout
-    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    # The Skill CRD and the kata RuntimeClass are the cluster fixture's (created only if
+    # missing, deleted only if it created them): never delete a cluster's own copy here.
+    docs = [
+        d
+        for d in yaml.safe_load_all(rendered)
+        if d and d["kind"] not in ("CustomResourceDefinition", "RuntimeClass")
+    ]
     for doc in docs:
         if doc["kind"] == "Deployment":
             doc["spec"]["template"]["spec"]["containers"][0]["image"] = image
         if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "agent-sandbox-policy":
-            doc["data"]["policy.yaml"] = yaml.safe_dump(_e2e_policy())
+            doc["data"]["policy.yaml"] = yaml.safe_dump(e2e_policy())
         if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "egress-registry":
-            doc["data"]["registry.yaml"] = yaml.safe_dump(_e2e_registry(namespace))
-    stream = "\n---\n".join(yaml.safe_dump(d) for d in docs)
+            doc["data"]["registry.yaml"] = yaml.safe_dump(e2e_registry(namespace))
+    # Delete at the end only what this run created (e.g. not an `agents` namespace that was
+    # already there).
+    fresh = [
+        d
+        for d in docs
+        if not _exists(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace"))
+    ]
     try:
-        kubectl("apply", "-f", "-", stdin=stream, check=True)
+        kubectl("apply", "-f", "-", stdin=_stream(docs), check=True)
         kubectl(
             "-n",
             "agent-sandbox-system",
@@ -265,37 +286,39 @@ def _in_cluster(namespace: str) -> Iterator[None]:
             "deployment/agent-sandbox-webhook",
             "--timeout=180s",
             check=True,
+            timeout=200,
         )
-        time.sleep(5)  # caBundle injection happens right after start-up
+        _wait_admitting(namespace)  # caBundle injection happens right after start-up
         yield
     finally:
-        kubectl("delete", "-f", "-", "--ignore-not-found", "--wait=false", stdin=stream)
+        if fresh:
+            kubectl("delete", "-f", "-", "--ignore-not-found", "--wait=false", stdin=_stream(fresh))
+
+
+def _stream(docs: list[dict[str, Any]]) -> str:
+    return "\n---\n".join(yaml.safe_dump(d) for d in docs)
 
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     namespace = f"e2e-agents-{uuid.uuid4().hex[:6]}"
     created: list[tuple[str, str]] = []
-    apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": namespace, "labels": {"agentsandbox.io/enforce": "true"}},
-        }
-    )
+    result = apply(namespace_object(namespace))
+    assert result.returncode == 0, result.stderr
     created.append(("namespace", namespace))
     try:
         _ensure_runtime_classes(created)
         if not _exists("crd", "skills.agentsandbox.io"):
             kubectl("apply", "-f", str(ROOT / "manifests" / "crd-skills.yaml"), check=True)
+            created.append(("crd", "skills.agentsandbox.io"))
             kubectl(
                 "wait",
                 "--for=condition=Established",
                 "crd/skills.agentsandbox.io",
                 "--timeout=60s",
                 check=True,
+                timeout=75,
             )
-            created.append(("crd", "skills.agentsandbox.io"))
         istio = _exists("crd", "serviceentries.networking.istio.io")
         runner = (
             _in_cluster(namespace)

@@ -38,6 +38,19 @@ class Request:
     object: dict[str, Any] | None
     old_object: dict[str, Any] | None
 
+    @property
+    def object_namespace(self) -> str:
+        """The namespace the object lives in: the request's, else the body's.
+
+        The request's namespace is authoritative and always set for namespaced kinds by the
+        API server; the body's is a fallback for reviews built offline (``check``).
+        """
+        if self.namespace:
+            return self.namespace
+        metadata = self.object.get("metadata") if self.object else None
+        namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+        return namespace if isinstance(namespace, str) else ""
+
 
 def parse_review(body: bytes) -> Request:
     try:

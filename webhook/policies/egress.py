@@ -47,15 +47,6 @@ def require_registry(context: Context, *, what: str) -> Registry:
         "a restart.")
 
 
-def object_namespace(request: Request, obj: dict[str, Any]) -> str:
-    """The request's namespace: controllers may omit it from the body."""
-    if request.namespace:
-        return request.namespace
-    metadata = obj.get("metadata")
-    namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
-    return namespace if isinstance(namespace, str) else ""
-
-
 def ports_text(pairs: Iterable[PortProtocol]) -> str:
     return ", ".join(f"{{number: {port}, protocol: {proto}}}" for port, proto in sorted(pairs))
 

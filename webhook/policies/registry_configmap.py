@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from webhook.errors import ConfigError
 from webhook.policies.context import Context
-from webhook.policies.egress import active, needs_no_check, object_namespace
+from webhook.policies.egress import active, needs_no_check
 from webhook.policies.result import Verdict, VerdictBuilder
 from webhook.registry import parse_registry
 from webhook.review import Request
@@ -29,7 +29,7 @@ def validate_configmap(request: Request, context: Context) -> Verdict:
             or not active(context.policy, REGISTRY_INVALID)):
         return Verdict()
     b = VerdictBuilder()
-    where = f"ConfigMap {object_namespace(request, obj)}/{name} key {REGISTRY_KEY}"
+    where = f"ConfigMap {request.object_namespace}/{name} key {REGISTRY_KEY}"
     data = obj.get("data")
     text = data.get(REGISTRY_KEY) if isinstance(data, dict) else None
     if not isinstance(text, str):

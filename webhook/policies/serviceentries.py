@@ -17,7 +17,6 @@ from webhook.policies.context import Context
 from webhook.policies.egress import (
     active,
     needs_no_check,
-    object_namespace,
     refusal_text,
     require_registry,
 )
@@ -78,7 +77,7 @@ def validate_serviceentry(request: Request, context: Context) -> Verdict:
         return Verdict()
     raw_spec = obj.get("spec")
     spec: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
-    namespace = object_namespace(request, obj)
+    namespace = request.object_namespace
     check = _Check(VerdictBuilder(), context, spec, namespace, {}, [], None)
     _shape(check)
     _hosts(check)

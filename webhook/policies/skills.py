@@ -16,7 +16,6 @@ from webhook.policies.context import Context
 from webhook.policies.egress import (
     active,
     needs_no_check,
-    object_namespace,
     refusal_text,
     require_registry,
 )
@@ -101,7 +100,7 @@ def _requirement(b: VerdictBuilder, context: Context, item: Any,
 
 def _approvals(b: VerdictBuilder, context: Context, request: Request, obj: dict[str, Any],
                wanted: list[tuple[str, Requirement]]) -> None:
-    namespace = object_namespace(request, obj)
+    namespace = request.object_namespace
     name = request.name or str((obj.get("metadata") or {}).get("name", ""))
     registry = require_registry(context, what=f"Skill {namespace}/{name}")
     for path, (host, port, protocol) in wanted:

@@ -33,7 +33,6 @@ from webhook.policies.context import Context
 from webhook.policies.egress import (
     active,
     needs_no_check,
-    object_namespace,
     refusal_text,
     require_registry,
 )
@@ -75,7 +74,7 @@ def validate_virtualservice(request: Request, context: Context) -> Verdict:
     if active(context.policy, DESTINATION_NOT_APPROVED):
         names.extend(_classify(DESTINATION_NOT_APPROVED, path, raw, domains, wanted)
                      for path, raw, wanted in _destinations(spec))
-    namespace = object_namespace(request, obj)
+    namespace = request.object_namespace
     registry = None
     if any(n.host is not None for n in names):
         # Only now: a VirtualService that routes inside the cluster needs no registry.

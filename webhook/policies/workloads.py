@@ -90,14 +90,5 @@ def validate_workload(request: Request, context: Context) -> Verdict:
         where = ".".join(TEMPLATE_PATHS.get((request.group, request.kind), ("spec",)))
         return Verdict(warnings=(f"{where}: no pod template found; the pod webhook will "
                                  "check each pod when it is created",))
-    return check_pod_template(template.pod, namespace=_namespace(request),
+    return check_pod_template(template.pod, namespace=request.object_namespace,
                               policy=context.policy, path=template.path)
-
-
-def _namespace(request: Request) -> str:
-    # The request's namespace is authoritative; the body may omit it (generateName, kubectl).
-    if request.namespace:
-        return request.namespace
-    metadata = request.object.get("metadata") if request.object else None
-    namespace = metadata.get("namespace") if isinstance(metadata, Mapping) else None
-    return namespace if isinstance(namespace, str) else ""

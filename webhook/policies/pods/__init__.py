@@ -33,7 +33,7 @@ def mutate_pod(request: Request, context: Context) -> Verdict:
     """The mutating handler: only a pod's CREATE is patched; everything else passes."""
     if request.operation != "CREATE" or request.sub_resource or request.object is None:
         return Verdict()
-    return mutate_pod_object(request.object, namespace=_namespace(request),
+    return mutate_pod_object(request.object, namespace=request.object_namespace,
                              policy=context.policy)
 
 
@@ -44,19 +44,10 @@ def validate_pod(request: Request, context: Context) -> Verdict:
         return Verdict()
     if request.operation == "CREATE" and not request.sub_resource:
         return validate_pod_object(pod, policy=context.policy, final=True,
-                                   namespace=_namespace(request))
+                                   namespace=request.object_namespace)
     if request.operation == "UPDATE" and request.sub_resource == "ephemeralcontainers":
         return check_new_ephemeral(pod, request.old_object, policy=context.policy)
     if request.operation == "UPDATE" and request.sub_resource == "resize":
         return check_resize(pod, policy=context.policy)
     # A plain UPDATE cannot change what we guard: the pod spec is immutable there.
     return Verdict()
-
-
-def _namespace(request: Request) -> str:
-    """The request's namespace: controller-made pods often carry none in the body."""
-    if request.namespace:
-        return request.namespace
-    metadata = request.object.get("metadata") if request.object else None
-    namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
-    return namespace if isinstance(namespace, str) else ""

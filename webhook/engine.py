@@ -11,11 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from webhook.config import Policy
-from webhook.policies.context import Context
+from webhook.policies.context import NO_REGISTRY, Context
 from webhook.registry import Registry
-
-NO_REGISTRY = ("no egress registry has been loaded yet, so egress objects cannot be checked "
-               "and are refused; an operator must provide a valid registry file")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +41,8 @@ class Engine:
         self._policy = policy
         self.contexts = self._build()
 
-    def set_registry(self, registry: Registry | None, *, problem: str | None = None) -> None:
+    def set_registry(self, registry: Registry | None) -> None:
         self._registry = registry
-        if problem:
-            self._registry_problem = problem
         self.contexts = self._build()
 
     def _build(self) -> Contexts:

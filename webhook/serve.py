@@ -34,9 +34,10 @@ from webhook.certmanager import (
 )
 from webhook.config import Policy, load_policy
 from webhook.connections import ConnectionGuard, GuardedSite
-from webhook.engine import NO_REGISTRY, Engine
+from webhook.engine import Engine
 from webhook.errors import ConfigError
 from webhook.metrics import Metrics
+from webhook.policies.context import NO_REGISTRY
 from webhook.registry import Registry, load_registry
 from webhook.reload import WatchedFile, reload_ctx
 from webhook.server import Health, create_app
@@ -63,7 +64,6 @@ class ServeSettings:
     handshake_timeout: float = 10.0
     header_timeout: float = 10.0
     body_timeout: float = 10.0
-    extra_background: tuple[CleanupCtx, ...] = field(default=())
     audit_interval: float = 0.0  # seconds between periodic audits; 0 turns them off
     certificates: CertManagerSettings = field(
         default_factory=lambda: CertManagerSettings(mode=None))
@@ -185,8 +185,6 @@ async def run(settings: ServeSettings, *, started: asyncio.Event | None = None) 
             app.cleanup_ctx.append(periodic_audit_ctx(
                 contexts=lambda: engine.contexts, interval=settings.audit_interval,
                 publish=metrics.set_audit_counts))
-        for background in settings.extra_background:
-            app.cleanup_ctx.append(background)
         # aiohttp's keepalive timer runs from connection_made (and from each response) and is
         # not extended by trickled bytes: it is the header deadline that stops slowloris.
         # Lingering (reading the rest of a refused body) is kept short: it is only a courtesy.

@@ -15,12 +15,15 @@ from webhook.policies.result import Verdict
 from webhook.registry import Registry
 from webhook.review import Request
 
+NO_REGISTRY = ("no egress registry has been loaded yet, so egress objects cannot be checked "
+               "and are refused; an operator must provide a valid registry file")
+
 
 @dataclass(frozen=True, slots=True)
 class Context:
     policy: Policy
     registry: Registry | None = None
-    registry_problem: str = "no egress registry has been loaded"
+    registry_problem: str = NO_REGISTRY
 
 
 Handler = Callable[[Request, Context], Verdict]

@@ -55,18 +55,6 @@ class CompiledPolicy:
     # Per-namespace (dnsConfig, its description): a bounded memo, filled on first use.
     _dns: dict[str, tuple[dict[str, Any], str]]
 
-    def active(self, rule: str) -> bool:
-        """Whether a rule is checked at all (enforce or warn)."""
-        return rule in self.checked
-
-    def mutates(self, rule: str) -> bool:
-        """Only an enforced rule changes the object; warn mode only says what it would do."""
-        return rule in self.patching
-
-    def accepted_revisions(self) -> frozenset[str]:
-        """``istio.io/rev`` values that select our control plane."""
-        return self.accepted
-
     def dns_config(self, namespace: str) -> dict[str, Any]:
         """The exact ``dnsConfig`` an agent pod in ``namespace`` must carry (a fresh dict)."""
         return _fresh(self.expected_dns(namespace)[0])

@@ -1,8 +1,8 @@
 """The do-nothing server: the ceiling of aiohttp + TLS + Python on this machine.
 
 Reads the body and answers every POST with one fixed, allowed AdmissionReview, over the same
-TLS context the webhook builds (``webhook.tls.ServingTLS``), with the access log off and the
-same listener settings as ``webhook.serve``. It never parses the body, so the difference
+TLS context the webhook builds (``webhook.server.tls.ServingTLS``), with the access log off and the
+same listener settings as ``webhook.server.serve``. It never parses the body, so the difference
 between it and the real server is what admission costs.
 
 Run: ``python -m bench.baseline_server --listen 127.0.0.1:9443 --tls-cert C --tls-key K``;
@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
-from webhook.tls import ServingTLS
+from webhook.server.tls import ServingTLS
 
 FIXED = orjson.dumps({
     "apiVersion": "admission.k8s.io/v1",

@@ -16,12 +16,12 @@ from pathlib import Path
 import orjson
 
 from bench.cases import Case
-from webhook.admission import Stage, admit
-from webhook.config import load_policy
-from webhook.engine import Engine
+from webhook.admission.engine import Engine
+from webhook.admission.seam import Stage, admit
+from webhook.config.policy import load_policy
+from webhook.core.review import parse_review
+from webhook.egress.registry import load_registry
 from webhook.policies.context import Context
-from webhook.registry import load_registry
-from webhook.review import parse_review
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from bench import inprocess, load
 from bench.cases import Case, build_cases, write_registry
 from bench.report import TARGET_CASE, Paced, Results, Row, markdown
 from bench.servers import Server, start_baseline, start_webhook
-from webhook.certs import write_dev_bundle
+from webhook.certs.pki import write_dev_bundle
 
 SERVER_CORE = 0
 LOAD_CORE = 1

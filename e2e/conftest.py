@@ -42,7 +42,7 @@ from e2e.objects import (
     namespace_object,
     runtime_class,
 )
-from webhook.certs import write_dev_bundle
+from webhook.certs.pki import write_dev_bundle
 
 HERE = Path(__file__).resolve().parent
 # Per test, session set-up included (the first test pays for it): a CRD to establish, the

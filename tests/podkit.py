@@ -9,7 +9,7 @@ from typing import Any
 
 import jsonpatch
 
-from webhook.config import Policy
+from webhook.config.policy import Policy
 from webhook.policies.pods import mutate_pod_object
 from webhook.policies.result import Verdict
 

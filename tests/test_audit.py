@@ -22,11 +22,16 @@ from kubernetes import client
 from kubernetes.client import rest
 
 from tests.conftest import load_review
-from webhook.audit import audit_cluster, audit_loop, register_audit_command, violations_by_rule
-from webhook.auditsource import KubernetesSource
-from webhook.config import load_policy
-from webhook.offline import Contexts, Decision
-from webhook.registry import load_registry
+from webhook.cluster.listing import KubernetesSource
+from webhook.config.policy import load_policy
+from webhook.egress.registry import load_registry
+from webhook.tools.audit import (
+    audit_cluster,
+    audit_loop,
+    register_audit_command,
+    violations_by_rule,
+)
+from webhook.tools.offline import Contexts, Decision
 
 ENFORCE = "agentsandbox.io/enforce"
 BUILT_IN = ("/api/v1/", "/apis/apps/v1/", "/apis/batch/v1/")

@@ -1,10 +1,10 @@
 """Self-managed certificates: the pure decisions, then the manager loop.
 
-The decisions (``webhook.certrotation``) are tested with real certificates from
+The decisions (``webhook.certs.rotation``) are tested with real certificates from
 ``cryptography``. The manager is tested against :class:`FakeKube`, a boundary fake of
-``webhook.kube.KubeApi`` (the one place the kubernetes client is used), because no API server
-runs here; it implements the API semantics the manager relies on: 409 on create of an existing
-Secret, resourceVersion compare-and-swap on replace, and JSON patch ``test``/``add``.
+``webhook.cluster.kube.KubeApi`` (the one place the kubernetes client is used), because no API
+server runs here; it implements the API semantics the manager relies on: 409 on create of an
+existing Secret, resourceVersion compare-and-swap on replace, and JSON patch ``test``/``add``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from webhook.certmanager import CertManagerSettings, SecretCertificateManager, secret_manager_ctx
-from webhook.certrotation import (
+from webhook.certs.manager import CertManagerSettings, SecretCertificateManager
+from webhook.certs.pki import decode_certificate, generate_ca, service_dns_names
+from webhook.certs.rotation import (
     Action,
     CertificateSet,
     RenewalPolicy,
@@ -36,9 +37,9 @@ from webhook.certrotation import (
     secret_data,
     signed_by,
 )
-from webhook.certs import decode_certificate, generate_ca, service_dns_names
-from webhook.kube import ConflictError, StoredSecret, WebhookEntry, WebhookKind
-from webhook.tls import ServingTLS
+from webhook.cluster.kube import ConflictError, StoredSecret, WebhookEntry, WebhookKind
+from webhook.server.background import secret_manager_ctx
+from webhook.server.tls import ServingTLS
 
 # Relative to the real clock: ServingTLS refuses certificates that are expired right now.
 T0 = datetime.now(UTC).replace(microsecond=0)
@@ -295,7 +296,7 @@ def test_ca_bundle_patch_sets_every_differing_entry_and_guards_the_index() -> No
 
 
 class FakeKube:
-    """Boundary fake of webhook.kube.KubeApi: no API server runs in this test environment."""
+    """Boundary fake of webhook.cluster.kube.KubeApi: no API server runs in this test."""
 
     def __init__(self, *, configs: Sequence[str] = ("agent-sandbox-webhook",)) -> None:
         self.lock = threading.Lock()

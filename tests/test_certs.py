@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from webhook.certs import (
+from webhook.certs.pki import (
     CLOCK_SKEW,
     CertificateError,
     decode_certificate,

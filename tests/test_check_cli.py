@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from tests.conftest import REVIEWS, load_review
-from webhook.admission import Stage, admit, handler_for
-from webhook.config import load_policy
+from webhook.admission.seam import Stage, admit, handler_for
+from webhook.config.policy import load_policy
+from webhook.core.review import review_from_document
+from webhook.egress.registry import load_registry
 from webhook.policies.context import Context
-from webhook.registry import load_registry
-from webhook.review import review_from_document
 
 AGENTS_NAMESPACE = {"apiVersion": "v1", "kind": "Namespace",
                     "metadata": {"name": "agents", "labels": {"agentsandbox.io/enforce": "true"}}}

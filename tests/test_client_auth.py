@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.served import running
-from webhook import certs
+from webhook.certs import pki as certs
 
 pytestmark = pytest.mark.slow
 

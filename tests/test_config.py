@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from webhook.config import Policy, load_policy, parse_policy
-from webhook.errors import ConfigError
-from webhook.rules import RULES, Mode
+from webhook.config.policy import Policy, load_policy, parse_policy
+from webhook.core.errors import ConfigError
+from webhook.core.rules import RULES, Mode
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -29,9 +29,9 @@ from e2e.objects import (
     namespace_object,
     runtime_class,
 )
-from webhook.certs import write_dev_bundle
-from webhook.config import load_policy
-from webhook.registry import load_registry
+from webhook.certs.pki import write_dev_bundle
+from webhook.config.policy import load_policy
+from webhook.egress.registry import load_registry
 
 K8S_VERSION = "1.30.0"  # the oldest Kubernetes the e2e suite supports
 NAMESPACE = "e2e-agents-0a1b2c"

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import load_review
 from tests.served import Server, running
-from webhook import certs
+from webhook.certs import pki as certs
 
 pytestmark = pytest.mark.slow
 

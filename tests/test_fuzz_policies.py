@@ -13,14 +13,14 @@ from hypothesis import strategies as st
 
 from tests.fuzzkit import mutated_reviews, operations
 from tests.istio_injection import inject
-from webhook.admission import Outcome, Stage, admit
-from webhook.config import load_policy
-from webhook.engine import Engine
-from webhook.errors import BadReview
+from webhook.admission.engine import Engine
+from webhook.admission.seam import Outcome, Stage, admit
+from webhook.config.policy import load_policy
+from webhook.core.errors import BadReview
+from webhook.core.review import Request, review_from_document
+from webhook.core.rules import Mode
+from webhook.egress.registry import load_registry
 from webhook.policies.pods import validate_pod_object
-from webhook.registry import load_registry
-from webhook.review import Request, review_from_document
-from webhook.rules import Mode
 
 ENGINE = Engine(policy=load_policy(None), registry=load_registry(None))
 NO_REGISTRY = Engine(policy=load_policy(None), registry=None)

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 
 from tests.fuzzkit import json_values, mutated_reviews
 from tests.test_fuzz_policies import RULE
-from webhook.config import load_policy
-from webhook.engine import Engine
-from webhook.registry import load_registry
-from webhook.server import create_app
+from webhook.admission.engine import Engine
+from webhook.config.policy import load_policy
+from webhook.egress.registry import load_registry
+from webhook.server.app import create_app
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 PATHS = ["/mutate", "/validate", "/mutate/warn", "/validate/warn"]

@@ -12,10 +12,10 @@ import pytest
 
 from tests.istio_injection import inject
 from tests.podkit import review
-from webhook.admission import Outcome, Stage, admit
-from webhook.config import Policy
+from webhook.admission.seam import Outcome, Stage, admit
+from webhook.config.policy import Policy
+from webhook.core.review import review_from_document
 from webhook.policies.context import Context
-from webhook.review import review_from_document
 
 CONTEXT = Context(policy=Policy())
 

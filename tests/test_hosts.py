@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webhook.hosts import Host, HostError, HostProblem, is_forbidden_address, parse_host, parse_ip
+from webhook.egress.hosts import (
+    Host,
+    HostError,
+    HostProblem,
+    is_forbidden_address,
+    parse_host,
+    parse_ip,
+)
 
 
 @pytest.mark.parametrize(("raw", "expected"), [

@@ -18,16 +18,16 @@ import yaml
 from kubernetes import client
 
 from tests.test_audit import FakeApiClient
-from webhook.admission import Stage, admit, handler_for
-from webhook.audit import audit_cluster
-from webhook.auditsource import KubernetesSource
-from webhook.config import load_policy, parse_policy
-from webhook.errors import Undecidable
-from webhook.offline import Contexts, Decision
+from webhook.admission.seam import Stage, admit, handler_for
+from webhook.cluster.listing import KubernetesSource
+from webhook.config.policy import load_policy, parse_policy
+from webhook.core.errors import Undecidable
+from webhook.core.review import Request, review_from_document
+from webhook.egress.registry import Registry, parse_registry
 from webhook.policies.context import Context
 from webhook.policies.virtualservices import validate_virtualservice
-from webhook.registry import Registry, parse_registry
-from webhook.review import Request, review_from_document
+from webhook.tools.audit import audit_cluster
+from webhook.tools.offline import Contexts, Decision
 
 GROUP = "networking.istio.io"
 VERSIONS = {"EnvoyFilter": ("v1alpha3",), "WorkloadEntry": ("v1alpha3", "v1beta1", "v1"),

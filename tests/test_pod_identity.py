@@ -9,12 +9,12 @@ import pytest
 
 from tests.istio_injection import MODES, inject
 from tests.podkit import container, identity, mutated, pod, policy, review, rules_of
-from webhook.admission import Stage, admit
-from webhook.config import Policy
+from webhook.admission.seam import Stage, admit
+from webhook.config.policy import Policy
+from webhook.core.review import review_from_document
 from webhook.policies.context import Context
 from webhook.policies.pods import check_pod_template, mutate_pod_object, validate_pod_object
 from webhook.policies.pods.validate import check_new_ephemeral
-from webhook.review import review_from_document
 
 RULE = "pod.explicit-identity"
 DEFAULT = Policy()

@@ -8,7 +8,7 @@ import pytest
 
 from tests.istio_injection import MODES, inject
 from tests.podkit import apply, container, mutated, patch_of, pod, policy, rules_of
-from webhook.config import Policy
+from webhook.config.policy import Policy
 from webhook.policies.pods import mutate_pod_object, validate_pod_object
 from webhook.policies.result import Verdict
 

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from tests.istio_injection import inject
 from tests.podkit import apply, patch_of
-from webhook.config import Policy
+from webhook.config.policy import Policy
+from webhook.config.quantity import parse_quantity
 from webhook.policies.pods import mutate_pod_object, validate_pod_object
-from webhook.quantity import parse_quantity
 
 POLICY = Policy()
 FLOOR = parse_quantity(POLICY.memory.pod_floor)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.podkit import container, pod, policy, review
-from webhook.config import Policy
+from webhook.config.policy import Policy
 from webhook.policies.pods import check_pod_template
 
 DEFAULT = Policy()

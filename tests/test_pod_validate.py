@@ -9,7 +9,7 @@ import pytest
 
 from tests.istio_injection import inject
 from tests.podkit import container, mutated, pod, policy, rules_of
-from webhook.config import Policy
+from webhook.config.policy import Policy
 from webhook.policies.pods import validate_pod_object
 from webhook.policies.pods.iptables import capture_problems
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webhook.quantity import format_bytes, parse_quantity
+from webhook.config.quantity import format_bytes, parse_quantity
 
 GI = 2**30
 

@@ -7,9 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from webhook.errors import ConfigError
-from webhook.hosts import Host
-from webhook.registry import Approval, Refusal, Refused, Registry, load_registry, parse_registry
+from webhook.core.errors import ConfigError
+from webhook.egress.hosts import Host
+from webhook.egress.registry import (
+    Approval,
+    Refusal,
+    Refused,
+    Registry,
+    load_registry,
+    parse_registry,
+)
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "registry.yaml"
 

@@ -7,10 +7,10 @@ from typing import Any
 
 from conftest import load_review
 
-from webhook.admission import Stage, admit
-from webhook.config import load_policy
+from webhook.admission.seam import Stage, admit
+from webhook.config.policy import load_policy
+from webhook.core.review import review_from_document
 from webhook.policies.context import Context
-from webhook.review import review_from_document
 
 CONTEXT = Context(policy=load_policy(None))
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from webhook.registry import Registry, load_registry
-from webhook.reload import WatchedFile, reload_ctx
+from webhook.config.watch import WatchedFile
+from webhook.egress.registry import Registry, load_registry
+from webhook.server.background import reload_ctx
 
 ONE = "entries: [{host: api.frankfurter.app, namespaces: [agents]}]\n"
 TWO = "entries: [{host: api.frankfurter.app}, {host: api.exchangerate.host}]\n"
@@ -90,7 +91,7 @@ def test_a_corrupt_update_keeps_the_last_good_version(tmp_path: Path,
     watched.poll()
     good = watched.current
     volume.publish(BROKEN)
-    with caplog.at_level(logging.WARNING, logger="webhook.reload"):
+    with caplog.at_level(logging.WARNING, logger="webhook.config.watch"):
         assert not watched.poll()
         assert not watched.poll()
     assert watched.current is good
@@ -130,7 +131,7 @@ def test_an_unexpected_parse_error_does_not_stop_the_watcher(
         raise RuntimeError("boom")
 
     watched = WatchedFile(path, explode, name="thing")
-    with caplog.at_level(logging.ERROR, logger="webhook.reload"):
+    with caplog.at_level(logging.ERROR, logger="webhook.config.watch"):
         assert not watched.poll()
     assert watched.problem is not None
     assert "boom" in watched.problem

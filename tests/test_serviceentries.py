@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from conftest import load_review
 
-from webhook.admission import Stage, admit
-from webhook.config import load_policy, parse_policy
-from webhook.errors import Undecidable
+from webhook.admission.seam import Stage, admit
+from webhook.config.policy import load_policy, parse_policy
+from webhook.core.errors import Undecidable
+from webhook.core.review import Request, review_from_document
+from webhook.egress.registry import Registry, load_registry, parse_registry
 from webhook.policies.context import Context
 from webhook.policies.serviceentries import validate_serviceentry
-from webhook.registry import Registry, load_registry, parse_registry
-from webhook.review import Request, review_from_document
 
 VERSIONS = ("v1alpha3", "v1beta1", "v1")
 GOLDEN = ("serviceentry-v1.json", "serviceentry-v1beta1.json", "serviceentry-v1alpha3.json",

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from conftest import load_review
 
-from webhook.admission import Stage, admit
-from webhook.config import load_policy, parse_policy
+from webhook.admission.seam import Stage, admit
+from webhook.config.policy import load_policy, parse_policy
+from webhook.core.review import Request, review_from_document
 from webhook.policies.context import Context
 from webhook.policies.sidecars import validate_sidecar
-from webhook.review import Request, review_from_document
 
 POLICY = load_policy(None)
 

@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from conftest import load_review
 
-from webhook.admission import Stage, admit
-from webhook.config import load_policy, parse_policy
-from webhook.errors import Undecidable
+from webhook.admission.seam import Stage, admit
+from webhook.config.policy import load_policy, parse_policy
+from webhook.core.errors import Undecidable
+from webhook.core.review import Request, review_from_document
+from webhook.egress.registry import Registry, load_registry, parse_registry
 from webhook.policies.context import Context
 from webhook.policies.skills import validate_skill
-from webhook.registry import Registry, load_registry, parse_registry
-from webhook.review import Request, review_from_document
 
 POLICY = load_policy(None)
 REGISTRY = parse_registry("""

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from webhook.certs import (
+from webhook.certs.pki import (
     CertificateError,
     encode_certificate,
     encode_private_key,
@@ -29,7 +29,7 @@ from webhook.certs import (
     issue_serving_certificate,
     write_pair_atomically,
 )
-from webhook.tls import ServingTLS, tls_reload_ctx
+from webhook.server.tls import ServingTLS, tls_reload_ctx
 
 CA_CERT, CA_KEY = generate_ca("reload test CA", valid_for=timedelta(days=30), now=datetime.now(UTC))
 

@@ -15,13 +15,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from webhook.config import load_policy
-from webhook.engine import Engine
-from webhook.logs import DecisionLog
+from webhook.admission.engine import Engine
+from webhook.config.policy import load_policy
+from webhook.core.review import Request
+from webhook.egress.registry import load_registry
 from webhook.policies import VALIDATING
-from webhook.registry import load_registry
-from webhook.review import Request
-from webhook.server import HEALTH, create_app
+from webhook.server.app import HEALTH, create_app
+from webhook.server.logs import DecisionLog
 
 REVIEWS = Path(__file__).parent / "fixtures" / "reviews"
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
@@ -134,7 +134,7 @@ async def test_an_internal_error_fails_closed_and_is_counted_and_logged(
 
     table = dict(VALIDATING)
     table[("", "Pod")] = broken  # type: ignore[assignment]
-    monkeypatch.setattr("webhook.admission.VALIDATING", table)
+    monkeypatch.setattr("webhook.admission.seam.VALIDATING", table)
     body = review("pod-create.json")
     with caplog.at_level(logging.INFO):
         answer = await (await client.post("/validate", json=body)).json()

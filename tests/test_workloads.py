@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import load_review
-from webhook.admission import Outcome, Stage, admit
-from webhook.config import load_policy
+from webhook.admission.seam import Outcome, Stage, admit
+from webhook.config.policy import load_policy
+from webhook.core.review import review_from_document
 from webhook.policies import VALIDATING
 from webhook.policies.context import Context
 from webhook.policies.workloads import (
@@ -17,7 +18,6 @@ from webhook.policies.workloads import (
     extract_pod_template,
     validate_workload,
 )
-from webhook.review import review_from_document
 
 TEMPLATE = {
     "metadata": {"labels": {"app": "agent"}, "annotations": {"note": "kept"}},

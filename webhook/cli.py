@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from webhook import __version__
-from webhook.audit import register_audit_command
-from webhook.certmanager import cert_manager_settings, register_cert_manager_arguments
-from webhook.certs import register_certs_command
-from webhook.check import register_check_command
-from webhook.errors import ConfigError
-from webhook.logs import configure_logging
-from webhook.serve import ServeSettings, run
+from webhook.certs.manager import cert_manager_settings, register_cert_manager_arguments
+from webhook.certs.pki import register_certs_command
+from webhook.core.errors import ConfigError
+from webhook.server.logs import configure_logging
+from webhook.server.serve import ServeSettings, run
+from webhook.tools.audit import register_audit_command
+from webhook.tools.check import register_check_command
 
 ENV_PREFIX = "AGENT_SANDBOX_"
 

@@ -1,7 +1,7 @@
 """Pure admission policies, one module (or package) per kind, and the table of handlers.
 
 Each handler takes the request facts and a ``Context`` and returns a ``Verdict``; none does
-I/O. ``webhook.admission`` looks handlers up here by (API group, kind): versions are not part
+I/O. ``webhook.admission.seam`` looks handlers up here by (API group, kind): versions are not part
 of the key, so every served version of a kind gets the same policy.
 """
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from webhook.config import Policy
+from webhook.config.policy import Policy
+from webhook.core.review import Request
+from webhook.egress.registry import Registry
 from webhook.policies.result import Verdict
-from webhook.registry import Registry
-from webhook.review import Request
 
 NO_REGISTRY = ("no egress registry has been loaded yet, so egress objects cannot be checked "
                "and are refused; an operator must provide a valid registry file")

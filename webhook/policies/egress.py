@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from webhook.config import Policy
-from webhook.errors import Undecidable
+from webhook.config.policy import Policy
+from webhook.core.errors import Undecidable
+from webhook.core.review import Request
+from webhook.core.rules import Mode
+from webhook.egress.registry import PortProtocol, Refusal, Refused, Registry
 from webhook.policies.context import Context
-from webhook.registry import PortProtocol, Refusal, Refused, Registry
-from webhook.review import Request
-from webhook.rules import Mode
 
 
 def active(policy: Policy, rule: str) -> bool:

@@ -12,16 +12,16 @@ egress registry could approve, and each can undo REGISTRY_ONLY on its own:
   (or in-cluster) name goes to that address.
 
 Which namespaces count as agent namespaces is the webhook configuration's business (and
-``webhook.offline`` mirrors it): these handlers refuse whatever they are sent. They do not
+``webhook.tools.offline`` mirrors it): these handlers refuse whatever they are sent. They do not
 need the registry, so a missing registry never blocks them.
 """
 
 from __future__ import annotations
 
+from webhook.core.review import Request
 from webhook.policies.context import Context
 from webhook.policies.egress import active, needs_no_check
 from webhook.policies.result import Verdict, VerdictBuilder
-from webhook.review import Request
 
 ENVOYFILTER_FORBIDDEN = "envoyfilter.forbidden"
 WORKLOADENTRY_FORBIDDEN = "workloadentry.forbidden"

@@ -9,12 +9,12 @@ registry that loads but that the running webhook would reject cannot exist: it i
 
 from __future__ import annotations
 
-from webhook.errors import ConfigError
+from webhook.core.errors import ConfigError
+from webhook.core.review import Request
+from webhook.egress.registry import parse_registry
 from webhook.policies.context import Context
 from webhook.policies.egress import active, needs_no_check
 from webhook.policies.result import Verdict, VerdictBuilder
-from webhook.registry import parse_registry
-from webhook.review import Request
 
 REGISTRY_INVALID = "registry.invalid"
 REGISTRY_CONFIGMAP = "egress-registry"

@@ -3,8 +3,9 @@ approve (THREATS.md, "ServiceEntry").
 
 Owns ``validate_serviceentry`` for networking.istio.io v1alpha3, v1beta1 and v1 alike (the
 object shape is the same; dispatch ignores the version, so an older version is no way around).
-Every host goes through ``webhook.hosts``; every approval through ``webhook.registry``. It does
-not mutate: a ServiceEntry is either acceptable as written or refused with what to change.
+Every host goes through ``webhook.egress.hosts``; every approval through
+``webhook.egress.registry``. It does not mutate: a ServiceEntry is either acceptable as written
+or refused with what to change.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.hosts import HostError, HostProblem, parse_host, parse_ip
+from webhook.core.review import Request
+from webhook.egress.hosts import HostError, HostProblem, parse_host, parse_ip
+from webhook.egress.registry import HOST_MATCHED_PROTOCOLS, Approval, Refused, Registry
 from webhook.policies.context import Context
 from webhook.policies.egress import (
     active,
@@ -21,8 +24,6 @@ from webhook.policies.egress import (
     require_registry,
 )
 from webhook.policies.result import Verdict, VerdictBuilder
-from webhook.registry import HOST_MATCHED_PROTOCOLS, Approval, Refused, Registry
-from webhook.review import Request
 
 HOST_NOT_APPROVED = "serviceentry.host-not-approved"
 HOST_DENIED = "serviceentry.host-denied"

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from webhook.core.review import Request
 from webhook.policies.context import Context
 from webhook.policies.egress import active, needs_no_check
 from webhook.policies.result import Verdict, VerdictBuilder
-from webhook.review import Request
 
 ALLOW_ANY = "sidecar.allow-any"
 WILDCARD_EGRESS = "sidecar.wildcard-egress"

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from webhook.hosts import HostError, parse_host
+from webhook.core.review import Request
+from webhook.egress.hosts import HostError, parse_host
+from webhook.egress.registry import Approval, Refused
 from webhook.policies.context import Context
 from webhook.policies.egress import (
     active,
@@ -20,8 +22,6 @@ from webhook.policies.egress import (
     require_registry,
 )
 from webhook.policies.result import Verdict, VerdictBuilder
-from webhook.registry import Approval, Refused
-from webhook.review import Request
 
 EGRESS_MISSING = "skill.egress-missing"
 EGRESS_INVALID = "skill.egress-invalid"

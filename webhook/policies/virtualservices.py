@@ -17,7 +17,7 @@ host nobody approved turns an approved request into traffic to that host. So:
 Cluster-local means a single label (a Service in the object's namespace), a name under
 ``.svc`` or under ``.svc.<cluster domain>``, or a ``*.`` wildcard under one of those: in-cluster
 Services are reachable under REGISTRY_ONLY anyway. Every other name goes through
-``webhook.hosts.parse_host`` (IP literals, metadata, private-use names are refused with its
+``webhook.egress.hosts.parse_host`` (IP literals, metadata, private-use names are refused with its
 reasons) and ``Registry.approve``. It does not check ports: the ServiceEntry that makes an
 external host routable is checked for those (``webhook.policies.serviceentries``).
 """
@@ -28,7 +28,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.hosts import HostError, HostProblem, parse_host
+from webhook.core.review import Request
+from webhook.egress.hosts import HostError, HostProblem, parse_host
+from webhook.egress.registry import Approval, PortProtocol
 from webhook.policies.context import Context
 from webhook.policies.egress import (
     active,
@@ -37,8 +39,6 @@ from webhook.policies.egress import (
     require_registry,
 )
 from webhook.policies.result import Verdict, VerdictBuilder
-from webhook.registry import Approval, PortProtocol
-from webhook.review import Request
 
 HOST_NOT_APPROVED = "virtualservice.host-not-approved"
 DESTINATION_NOT_APPROVED = "virtualservice.destination-not-approved"

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from webhook.core.review import Request
 from webhook.policies.context import Context
 from webhook.policies.pods import check_pod_template
 from webhook.policies.result import Verdict
-from webhook.review import Request
 
 CHECKED_OPERATIONS = frozenset({"CREATE", "UPDATE"})
 

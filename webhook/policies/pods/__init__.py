@@ -18,12 +18,12 @@ Modules: ``walk`` (raw-dict plumbing), ``compiled`` (per-policy precomputation),
 
 from __future__ import annotations
 
+from webhook.core.review import Request
 from webhook.policies.context import Context
 from webhook.policies.pods.mutate import mutate_pod_object
 from webhook.policies.pods.template import check_pod_template
 from webhook.policies.pods.validate import check_new_ephemeral, check_resize, validate_pod_object
 from webhook.policies.result import Verdict
-from webhook.review import Request
 
 __all__ = ["check_pod_template", "mutate_pod", "mutate_pod_object", "validate_pod",
            "validate_pod_object"]

@@ -17,9 +17,9 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import Any
 
-from webhook.config import Policy
-from webhook.quantity import parse_quantity
-from webhook.rules import POD_RULES, Mode
+from webhook.config.policy import Policy
+from webhook.config.quantity import parse_quantity
+from webhook.core.rules import POD_RULES, Mode
 
 # A handful is plenty: a process holds one policy (plus its downgraded twin) at a time, and
 # reloads replace it. The table only saves recompiling; the policy itself is the key.

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, NamedTuple
 
+from webhook.config.quantity import format_bytes, parse_quantity
 from webhook.policies.pods.compiled import CompiledPolicy
 from webhook.policies.pods.walk import CONTAINERS, ContainerRef, iter_containers, join
 from webhook.policies.result import VerdictBuilder
-from webhook.quantity import format_bytes, parse_quantity
 
 RULE = "pod.memory-floor"
 PROXY_CONTAINER = "istio-proxy"

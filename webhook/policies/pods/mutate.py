@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from webhook.config import Policy
+from webhook.config.policy import Policy
 from webhook.policies.pods import dns, istio, memory
 from webhook.policies.pods.compiled import CompiledPolicy, compile_policy
 from webhook.policies.pods.validate import RUNTIME_RULE, check_parts, pod_maps

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from webhook.config import Policy
+from webhook.config.policy import Policy
 from webhook.policies.pods.compiled import compile_policy
 from webhook.policies.pods.mutate import plan_pod
 from webhook.policies.result import Verdict, VerdictBuilder

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from webhook.config import Policy
+from webhook.config.policy import Policy
 from webhook.policies.pods import dns, identity, isolation, istio, memory
 from webhook.policies.pods.compiled import CompiledPolicy, compile_policy
 from webhook.policies.pods.walk import (

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from webhook.errors import Undecidable
+from webhook.core.errors import Undecidable
 
 CONTAINERS = "containers"
 INIT_CONTAINERS = "initContainers"

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from webhook.errors import BadReview
+from webhook.core.errors import BadReview
 
 SUPPORTED_API_VERSIONS = frozenset({"admission.k8s.io/v1"})
 OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from webhook.errors import WebhookError
+from webhook.core.errors import WebhookError
 
 MAX_NAME_LENGTH = 253
 MAX_LABEL_LENGTH = 63

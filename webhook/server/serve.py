@@ -7,7 +7,7 @@ and the SIGTERM sequence: readiness turns false, the server keeps answering for
 requests finish within ``drain_timeout``. It also sets the abuse limits on the listener: at
 most ``max_connections`` open sockets, ``handshake_timeout`` for TLS, ``header_timeout`` for
 request headers (and idle keep-alive), ``body_timeout`` for the body. HTTP handling itself
-lives in ``webhook.server``.
+lives in ``webhook.server.app``.
 """
 
 from __future__ import annotations
@@ -24,24 +24,24 @@ from typing import Any
 
 from aiohttp import web
 
-from webhook import certs
-from webhook.audit import periodic_audit_ctx
-from webhook.certmanager import (
+from webhook.admission.engine import Engine
+from webhook.certs import pki as certs
+from webhook.certs.manager import (
     CertManagerSettings,
     SecretCertificateManager,
     resolve_mode,
-    secret_manager_ctx,
 )
-from webhook.config import Policy, load_policy
-from webhook.connections import ConnectionGuard, GuardedSite
-from webhook.engine import Engine
-from webhook.errors import ConfigError
-from webhook.metrics import Metrics
+from webhook.config.policy import Policy, load_policy
+from webhook.config.watch import WatchedFile
+from webhook.core.errors import ConfigError
+from webhook.egress.registry import Registry, load_registry
 from webhook.policies.context import NO_REGISTRY
-from webhook.registry import Registry, load_registry
-from webhook.reload import WatchedFile, reload_ctx
-from webhook.server import Health, create_app
-from webhook.tls import ServingTLS, tls_reload_ctx
+from webhook.server.app import Health, create_app
+from webhook.server.background import reload_ctx, secret_manager_ctx
+from webhook.server.connections import ConnectionGuard, GuardedSite
+from webhook.server.metrics import Metrics
+from webhook.server.tls import ServingTLS, tls_reload_ctx
+from webhook.tools.audit import periodic_audit_ctx
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ async def prepare_tls(settings: ServeSettings, scratch: Path) -> tuple[ServingTL
                           client_ca_path=settings.client_ca_path), None
     if mode == "secret":
         # Imported here so that only secret mode needs cluster credentials and the client.
-        from webhook.kube import KubernetesApi
+        from webhook.cluster.kube import KubernetesApi
 
         cm = settings.certificates
         api = await asyncio.to_thread(KubernetesApi.from_environment)

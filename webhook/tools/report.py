@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import orjson
 import yaml
 
-from webhook.offline import Decision, ObjectResult
+from webhook.tools.offline import Decision, ObjectResult
 
 EXIT_ADMITTED = 0
 EXIT_REFUSED = 1

@@ -2,7 +2,8 @@
 
 Owns the error wording shared by the policy file and the egress registry: every problem is a
 ``ConfigError`` that starts with the source (a path, or "embedded default ...") and names the
-field and the reason. It knows neither model; ``webhook.config`` and ``webhook.registry`` do.
+field and the reason. It knows neither model; ``webhook.config.policy`` and
+``webhook.egress.registry`` do.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from webhook.errors import ConfigError
+from webhook.core.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -2,7 +2,7 @@
 
 This module owns the *names* of rules and what they mean to an operator. It deliberately
 holds no logic: the policies under ``webhook.policies`` decide when a rule is broken, and
-``webhook.config`` lets an operator change a rule's mode. A rule id is a stable public
+``webhook.config.policy`` lets an operator change a rule's mode. A rule id is a stable public
 interface (it appears in refusals, metrics, audit logs and the policy file), so ids are never
 renamed, only added.
 """

@@ -9,9 +9,9 @@ through in a cluster: ``admit(stage=MUTATE)``, the JSON Patch applied, then
 ``admit(stage=VALIDATE)`` on the mutated object. ``final`` objects (already stored in a
 cluster) go through the validating stage only.
 
-Deliberately does not own reading files, talking to a cluster or printing: ``webhook.check``,
-``webhook.audit`` and ``webhook.report`` do. And it never decides anything itself: every
-verdict comes from ``webhook.admission.admit``, exactly as the server would get it.
+Deliberately does not own reading files, talking to a cluster or printing: ``webhook.tools.check``,
+``webhook.tools.audit`` and ``webhook.tools.report`` do. And it never decides anything itself: every
+verdict comes from ``webhook.admission.seam.admit``, exactly as the server would get it.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from typing import Any, Protocol
 
 import jsonpatch
 
-from webhook.admission import Outcome, Stage, admit, handler_for
-from webhook.config import Policy
-from webhook.errors import BadReview
+from webhook.admission.seam import Outcome, Stage, admit, handler_for
+from webhook.config.policy import Policy
+from webhook.core.errors import BadReview
+from webhook.core.labels import ENFORCE_LABEL
+from webhook.core.review import Request, review_from_document
+from webhook.core.rules import Mode
 from webhook.policies.context import Context
-from webhook.review import Request, review_from_document
-from webhook.rules import Mode
 
-ENFORCE_LABEL = "agentsandbox.io/enforce"
 SIDECAR_RULE = "pod.istio-sidecar"
 CHECK_USER = "agent-sandbox-webhook-check"
 # Kinds without a namespace that manifests commonly carry next to agent objects: they are
@@ -107,7 +107,7 @@ class Selection:
 
 
 class ContextPair(Protocol):
-    """The two contexts the server decides with (``webhook.engine.Contexts`` fits)."""
+    """The two contexts the server decides with (``webhook.admission.engine.Contexts`` fits)."""
 
     @property
     def enforce(self) -> Context: ...

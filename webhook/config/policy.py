@@ -2,7 +2,7 @@
 
 Owns the pydantic model of ``policy.yaml``, its embedded defaults, loading with errors that
 name the file, field and reason, and the policy digest written into enforced pods. It does
-not watch files (``webhook.reload``) and does not decide anything (``webhook.policies``).
+not watch files (``webhook.config.watch``) and does not decide anything (``webhook.policies``).
 
 Every model forbids unknown fields, so a typo in the policy file fails at start-up instead of
 silently leaving a control at its default.
@@ -25,9 +25,9 @@ from pydantic import (
     model_validator,
 )
 
-from webhook.quantity import parse_quantity
-from webhook.rules import RULES, Mode
-from webhook.yamlfile import parse_model, read_source
+from webhook.config.quantity import parse_quantity
+from webhook.config.yamlfile import parse_model, read_source
+from webhook.core.rules import RULES, Mode
 
 DEFAULT_POLICY_RESOURCE = "defaults/policy.yaml"
 

@@ -4,9 +4,10 @@ Owns: making ECDSA P-256 keys, a self-signed CA, a serving certificate signed by
 the SANs the API server will check, PEM encoding/decoding, writing a development bundle to
 disk (private keys 0600), and the ``certs generate`` sub-command.
 
-Deliberately does not own: when to renew or rotate (``webhook.certmanager``), loading files
-into a TLS context (``webhook.tls``), or talking to the API server (``webhook.kube``). Every
-function takes ``now`` explicitly so that tests and the renewal logic control the clock.
+Deliberately does not own: when to renew or rotate (``webhook.certs.manager``), loading files
+into a TLS context (``webhook.server.tls``), or talking to the API server
+(``webhook.cluster.kube``). Every function takes ``now`` explicitly so that tests and the
+renewal logic control the clock.
 """
 
 from __future__ import annotations

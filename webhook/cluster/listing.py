@@ -1,6 +1,6 @@
 """Where ``audit`` gets objects from: a read-only listing protocol and its kubernetes client.
 
-Owns ``ObjectSource`` (the boundary ``webhook.audit`` depends on, and the one tests replace
+Owns ``ObjectSource`` (the boundary ``webhook.tools.audit`` depends on, and the one tests replace
 at the API-call level) and ``KubernetesSource``, which lists with the official client and
 turns its models into the raw dicts an AdmissionReview would carry
 (``ApiClient.sanitize_for_serialization``: camelCase keys, no ``None`` fields). List items
@@ -21,8 +21,8 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from webhook.errors import WebhookError
-from webhook.offline import ENFORCE_LABEL
+from webhook.core.errors import WebhookError
+from webhook.core.labels import ENFORCE_LABEL
 
 REQUEST_TIMEOUT_SECONDS = 30.0
 

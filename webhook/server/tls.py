@@ -5,8 +5,8 @@ ciphers only, no compression, optionally requiring the API server's client certi
 reloading the serving pair into that SAME context when the files change, so listeners pick the
 new pair up on the next handshake and open connections are not dropped.
 
-Deliberately does not own: making certificates (``webhook.certs``), deciding when to renew
-them (``webhook.certmanager``), or the metric (the server reads :attr:`ServingTLS.not_after`).
+Deliberately does not own: making certificates (``webhook.certs.pki``), deciding when to renew
+them (``webhook.certs.manager``), or the metric (the server reads :attr:`ServingTLS.not_after`).
 
 Why a private temporary copy: ``SSLContext.load_cert_chain`` only reads paths, and a kubelet
 Secret volume or a renewal can swap the files between two reads. We read both files once,
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from webhook.certs import CertificateError, decode_certificates, decode_private_key, key_matches
+from webhook.certs.pki import CertificateError, decode_certificates, decode_private_key, key_matches
 
 logger = logging.getLogger(__name__)
 

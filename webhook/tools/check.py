@@ -6,8 +6,8 @@ agent-namespace selection from Namespace objects in the input and from flags, an
 status. Unusable input (an unreadable file, a YAML or JSON error, a document that is not a
 Kubernetes object) stops the run with status 2 and a message naming the file and line.
 
-Deliberately does not decide anything: ``webhook.offline`` runs each object through
-``webhook.admission.admit`` exactly as the server would, and ``webhook.report`` prints.
+Deliberately does not decide anything: ``webhook.tools.offline`` runs each object through
+``webhook.admission.seam.admit`` exactly as the server would, and ``webhook.tools.report`` prints.
 No cluster and no network are touched.
 """
 
@@ -23,11 +23,11 @@ from typing import Any, TextIO
 import orjson
 import yaml
 
-from webhook.config import load_policy
-from webhook.errors import ConfigError, WebhookError
-from webhook.offline import Contexts, ObjectResult, Selection, decide_object
-from webhook.registry import load_registry
-from webhook.report import EXIT_UNUSABLE_INPUT, Format, exit_status, write_report
+from webhook.config.policy import load_policy
+from webhook.core.errors import ConfigError, WebhookError
+from webhook.egress.registry import load_registry
+from webhook.tools.offline import Contexts, ObjectResult, Selection, decide_object
+from webhook.tools.report import EXIT_UNUSABLE_INPUT, Format, exit_status, write_report
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 

@@ -3,8 +3,8 @@
 Owns ``create_app`` (the only place shared state is put on the ``web.Application``), the
 admission routes (``/mutate``, ``/validate`` and their ``/warn`` twins for namespaces in
 warn-only rollout), ``/healthz``, ``/readyz`` and ``/metrics``. Everything it decides is
-delegated to ``webhook.admission.admit``; it never looks inside an object. Starting, TLS and
-shutdown live in ``webhook.serve``.
+delegated to ``webhook.admission.seam.admit``; it never looks inside an object. Starting, TLS and
+shutdown live in ``webhook.server.serve``.
 
 HTTP rules: a body that is not an AdmissionReview gets 400 with a reason (bad UTF-8 and JSON
 nested deeper than orjson's limit included); a wrong content type 415; a body over the limit
@@ -12,7 +12,7 @@ nested deeper than orjson's limit included); a wrong content type 415; a body ov
 arrive within ``body_timeout`` 408. Those answers close the connection. Anything that goes
 wrong after the review was read is answered inside the review, fail closed (code 500).
 Connection limits and the header deadline are set where the listener is made
-(``webhook.serve``, ``webhook.connections``).
+(``webhook.server.serve``, ``webhook.server.connections``).
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from webhook import responses
-from webhook.admission import Outcome, Stage, admit
-from webhook.engine import Engine
-from webhook.errors import BadReview
-from webhook.logs import DecisionLog
-from webhook.metrics import CONTENT_TYPE, Metrics
+from webhook.admission.engine import Engine
+from webhook.admission.seam import Outcome, Stage, admit
+from webhook.core import responses
+from webhook.core.errors import BadReview
+from webhook.core.review import Request, parse_review
 from webhook.policies import MUTATING, VALIDATING
-from webhook.review import Request, parse_review
+from webhook.server.logs import DecisionLog
+from webhook.server.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
 

@@ -3,11 +3,11 @@
 Owns: the ``--cert-*`` settings, and :class:`SecretCertificateManager`, the background loop
 that (1) makes sure the Secret holds a fresh CA and serving pair, creating it if missing,
 (2) writes the serving pair into a local directory (an emptyDir: the root filesystem is
-read-only) that ``webhook.tls.ServingTLS`` watches, and (3) puts the CA bundle into every
+read-only) that ``webhook.server.tls.ServingTLS`` watches, and (3) puts the CA bundle into every
 webhook entry of the named Mutating/ValidatingWebhookConfigurations.
 
-Deliberately does not own: the decisions (``webhook.certrotation``, pure and unit-tested), the
-API calls (``webhook.kube``), or the TLS context. It never runs on the admission path.
+Deliberately does not own: the decisions (``webhook.certs.rotation``, pure and unit-tested), the
+API calls (``webhook.cluster.kube``), or the TLS context. It never runs on the admission path.
 
 Why the CA key lives in the same Secret as the serving pair: every replica must be able to
 renew, so every replica's service account needs the CA key anyway; a second Secret would add
@@ -27,24 +27,13 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, cast
 
-from aiohttp import web
-
-from webhook.certrotation import (
-    CertificateSet,
-    RenewalPolicy,
-    apply_action,
-    ca_bundle_patch,
-    decide,
-    parse_secret,
-    secret_data,
-)
-from webhook.certs import (
+from webhook.certs.pki import (
     CA_FILE,
     CERT_FILE,
     KEY_FILE,
@@ -54,7 +43,16 @@ from webhook.certs import (
     service_dns_names,
     write_pair_atomically,
 )
-from webhook.kube import ConflictError, KubeApi, KubeError, WebhookKind
+from webhook.certs.rotation import (
+    CertificateSet,
+    RenewalPolicy,
+    apply_action,
+    ca_bundle_patch,
+    decide,
+    parse_secret,
+    secret_data,
+)
+from webhook.cluster.kube import ConflictError, KubeApi, KubeError, WebhookKind
 
 logger = logging.getLogger(__name__)
 
@@ -269,24 +267,3 @@ class SecretCertificateManager:
             except (KubeError, OSError) as exc:
                 failures += 1
                 logger.error("certificate reconcile failed (%d in a row): %s", failures, exc)
-
-
-def secret_manager_ctx(
-    manager: SecretCertificateManager,
-) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A ``cleanup_ctx`` entry running :meth:`SecretCertificateManager.run` in the background.
-
-    Call ``await manager.reconcile()`` once before building ``ServingTLS``: the first pass
-    creates the files the listener needs. This context only keeps them fresh afterwards.
-    """
-
-    async def manage_certificates(app: web.Application) -> AsyncIterator[None]:
-        stop = asyncio.Event()
-        task = asyncio.create_task(manager.run(stop=stop), name="cert-manager")
-        try:
-            yield
-        finally:
-            stop.set()
-            await task
-
-    return manage_certificates

@@ -1,60 +1,33 @@
-"""The approved egress registry: its file format, loading, and the lookups policies use.
+"""The egress registry's file format: one approved entry, one deny-list item, their types.
 
-Owns the pydantic model of ``registry.yaml`` (strict: unknown fields fail at load time),
-parsing and loading, and ``Registry.approve``/``addresses``/``mesh_wide_export``, which read
-an index built once per load (``webhook.registry_index``). It does not watch files
-(``webhook.reload``) and does not decide about objects (``webhook.policies``); host syntax
-belongs to ``webhook.hosts``.
-
-Matching: an entry's host is an exact name or ``*.suffix`` (any name under the suffix, not
-the suffix itself). For a given host only the most specific group of entries counts: the
-entries for that exact name if there are any, else those of the longest matching suffix. So an
-exact entry narrows a broader suffix entry instead of adding to it. Within a group, entries
-add up. A deny-list match wins over every approval.
+Owns the strict pydantic models of the items of ``registry.yaml`` (unknown fields fail at load
+time) and the small types every egress module speaks (``IPAddress``, ``PortProtocol``). It does
+not index (``webhook.egress.index``) or load (``webhook.egress.registry``) anything.
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-from functools import cached_property
-from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
-import orjson
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from webhook.hosts import Host, is_forbidden_address, parse_host
-from webhook.registry_index import (
-    Approval,
-    IPAddress,
-    PortProtocol,
-    Refusal,
-    Refused,
-    RegistryIndex,
-)
-from webhook.yamlfile import parse_model, read_source
+from webhook.egress.hosts import Host, is_forbidden_address, parse_host
 
-__all__ = ["API_VERSION", "HOST_MATCHED_PROTOCOLS", "KIND", "Approval", "DenyEntry", "Entry",
-           "IPAddress", "PortApproval", "PortProtocol", "Refusal", "Refused", "Registry",
-           "load_registry", "parse_registry"]
+__all__ = ["HOST_MATCHED_PROTOCOLS", "DenyEntry", "Entry", "IPAddress", "PortApproval",
+           "PortProtocol", "Protocol", "StrictModel"]
 
-DEFAULT_REGISTRY_RESOURCE = "defaults/registry.yaml"
-API_VERSION: Final = "agentsandbox.io/v1alpha1"
-KIND: Final = "EgressRegistry"
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+PortProtocol = tuple[int, str]
 
 # Protocols where Istio matches the host (SNI or Host/:authority). Opaque ones never qualify.
 Protocol = Literal["HTTPS", "TLS", "HTTP", "HTTP2", "GRPC"]
 HOST_MATCHED_PROTOCOLS: frozenset[str] = frozenset({"HTTPS", "TLS", "HTTP", "HTTP2", "GRPC"})
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """Strict and frozen: an operator's typo fails at load time."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
@@ -66,7 +39,7 @@ def _upper(value: Any) -> Any:
     return value
 
 
-class PortApproval(_Strict):
+class PortApproval(StrictModel):
     """One approved port: ``{number: 443, protocol: TLS}`` or ``protocols: [TLS, HTTPS]``."""
 
     number: int = Field(ge=1, le=65535)
@@ -82,7 +55,7 @@ class PortApproval(_Strict):
         return self
 
 
-class Entry(_Strict):
+class Entry(StrictModel):
     """Approves one host (or ``*.suffix``) on some ports for some namespaces."""
 
     host: Host
@@ -167,7 +140,7 @@ class Entry(_Strict):
         return frozenset(out)
 
 
-class DenyEntry(_Strict):
+class DenyEntry(StrictModel):
     host: Host
     reason: str | None = None
 
@@ -175,73 +148,6 @@ class DenyEntry(_Strict):
     @classmethod
     def _host(cls, value: Any) -> Host:
         return value if isinstance(value, Host) else parse_host(value, allow_wildcard=True)
-
-
-class Registry(_Strict):
-    """The whole registry file; lookups go through an index built once, at validation.
-
-    ``apiVersion``/``kind`` are optional but checked when present. Every lookup takes a host
-    already normalised by ``webhook.hosts.parse_host`` (an exact name).
-    """
-
-    api_version: Literal["agentsandbox.io/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
-    kind: Literal["EgressRegistry"] = KIND
-    entries: tuple[Entry, ...] = ()
-    deny: tuple[DenyEntry, ...] = ()
-
-    @field_validator("deny", mode="before")
-    @classmethod
-    def _bare_hosts(cls, value: Any) -> Any:
-        if isinstance(value, list | tuple):
-            return [{"host": v} if isinstance(v, str) else v for v in value]
-        return value
-
-    def model_post_init(self, context: Any, /) -> None:
-        _ = self.index  # build now: a load pays for it, not the first request
-
-    @cached_property
-    def index(self) -> RegistryIndex:
-        # A cached_property lands in the instance dict: a plain attribute read afterwards,
-        # unlike pydantic private attributes, which cost microseconds per access.
-        return RegistryIndex(
-            [(e.host, e.pairs(), e.namespaces, frozenset(e.addresses), e.allow_mesh_wide_export)
-             for e in self.entries],
-            [(d.host, d) for d in self.deny])
-
-    @cached_property
-    def digest(self) -> str:
-        """A short fingerprint of the content, for logs, metrics and /readyz."""
-        canonical = orjson.dumps(self.model_dump(mode="json", by_alias=True),
-                                 option=orjson.OPT_SORT_KEYS)
-        return "sha256:" + hashlib.sha256(canonical).hexdigest()[:16]
-
-    def denied(self, host: str) -> DenyEntry | None:
-        """The deny-list item matching ``host`` (exactly, or under a ``*.suffix``), if any."""
-        return self.index.denied(host)
-
-    def approve(self, *, host: str, namespace: str, port: int | None = None,
-                protocol: str | None = None) -> Approval | Refusal:
-        """May ``namespace`` reach ``host`` (on ``port``/``protocol``, when given)?"""
-        return self.index.approve(host, namespace, port, protocol)
-
-    def addresses(self, *, host: str, namespace: str) -> frozenset[IPAddress]:
-        """Exact IPs that endpoints/addresses may pin ``host`` to, for ``namespace``."""
-        return self.index.grant(host, namespace).addresses
-
-    def mesh_wide_export(self, *, host: str, namespace: str) -> bool:
-        return self.index.grant(host, namespace).mesh_wide_export
-
-
-def parse_registry(text: str, *, source: str) -> Registry:
-    """Parse registry YAML; every problem is a ConfigError naming the source and field."""
-    return parse_model(Registry, text, source=source, what="registry")
-
-
-def load_registry(path: Path | None) -> Registry:
-    """Load a registry file, or the embedded default (empty: approves nothing) for None."""
-    text, source = read_source(path, default_resource=DEFAULT_REGISTRY_RESOURCE,
-                               what="registry")
-    return parse_registry(text, source=source)
 
 
 def _is_dns_label(name: str) -> bool:

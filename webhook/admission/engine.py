@@ -3,16 +3,16 @@
 Owns the two ``Context`` values the seam is called with (one for enforced namespaces, one
 for namespaces in warn-only rollout) and their replacement when a file reloads. Requests read
 ``engine.contexts`` once, so a reload never mixes two policies within one decision. It does no
-I/O: the reload tasks in ``webhook.server`` feed it.
+I/O: the reload tasks in ``webhook.server.app`` feed it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from webhook.config import Policy
+from webhook.config.policy import Policy
+from webhook.egress.registry import Registry
 from webhook.policies.context import NO_REGISTRY, Context
-from webhook.registry import Registry
 
 
 @dataclass(frozen=True, slots=True)

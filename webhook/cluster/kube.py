@@ -5,7 +5,7 @@ API calls the webhook makes, all OFF the admission path: read/create/replace one
 read/JSON-patch Mutating/ValidatingWebhookConfigurations. API errors become the small
 exception tree below so callers never see ``ApiException``.
 
-Deliberately does not own: what to write (``webhook.certmanager`` decides), retries (the
+Deliberately does not own: what to write (``webhook.certs.manager`` decides), retries (the
 caller re-reads after a conflict), or anything the admission decision needs (that is always in
 memory). The calls are blocking; async callers run them with ``asyncio.to_thread``.
 """

@@ -1,8 +1,8 @@
 """Keeping a parsed file current in the background: the policy file and the egress registry.
 
 Owns ``WatchedFile`` (poll a file, re-parse it when it changed, keep the last good value when
-the new one is missing or broken) and ``reload_ctx``, an aiohttp ``cleanup_ctx`` factory that
-runs the watchers. It does not know what the files mean: the caller passes ``parse``, which
+the new one is missing or broken). ``webhook.server.background.reload_ctx`` runs the watchers
+inside the server. It does not know what the files mean: the caller passes ``parse``, which
 raises (``ConfigError`` by convention) on a bad file.
 
 Change detection follows what a kubelet does to a ConfigMap volume: ``registry.yaml`` is a
@@ -18,13 +18,11 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from aiohttp import web
-
-from webhook.errors import ConfigError
+from webhook.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -125,22 +123,3 @@ class WatchedFile(Generic[T]):
                     "no good version has been loaded yet")
             log.warning("%s: %s", problem, kept,
                         extra={"path": str(self.path), "generation": self._generation})
-
-
-def reload_ctx(*files: WatchedFile[Any],
-               interval: float) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A ``cleanup_ctx`` entry: load every file once, then watch them until shutdown."""
-
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        for watched in files:
-            watched.poll()
-        stop = asyncio.Event()
-        tasks = [asyncio.create_task(w.watch(interval=interval, stop=stop),
-                                     name=f"reload {w.name}") for w in files]
-        try:
-            yield
-        finally:
-            stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    return ctx

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from webhook import responses
-from webhook.errors import Undecidable
+from webhook.core import responses
+from webhook.core.errors import Undecidable
+from webhook.core.review import Request
+from webhook.core.rules import Mode
 from webhook.policies import MUTATING, VALIDATING
 from webhook.policies.context import Context, Handler
 from webhook.policies.result import PatchOp, Verdict
-from webhook.review import Request
-from webhook.rules import Mode
 
 log = logging.getLogger(__name__)
 

@@ -3,25 +3,19 @@
 Owns the answer to "may this namespace reach this host on this port and protocol?" and its
 reasons. Each lookup is a handful of dict reads (the exact name, then each parent suffix,
 longest first), never a scan of the entries or a regular expression. It does not parse
-files: ``webhook.registry`` validates the YAML and builds this index from the result.
+files: ``webhook.egress.registry`` validates the YAML and builds this index from the result.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
-from webhook.hosts import Host
+from webhook.egress.hosts import Host
+from webhook.egress.schema import DenyEntry, IPAddress, PortProtocol
 
-if TYPE_CHECKING:
-    from webhook.registry import DenyEntry
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-PortProtocol = tuple[int, str]
 # (key, approved (port, protocol) pairs, namespaces or None for all, addresses, export)
 EntryFacts = tuple[Host, frozenset[PortProtocol], "tuple[str, ...] | None",
                    frozenset[IPAddress], bool]

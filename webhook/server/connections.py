@@ -9,7 +9,7 @@ accepted, so a cap applied after the handshake would let idle sockets pin memory
 Deliberately does not own HTTP deadlines: aiohttp's ``keepalive_timeout`` closes a connection
 whose request headers are not complete in time (it starts at ``connection_made`` and after
 each response, and is not extended by trickled bytes), and the body deadline lives in
-``webhook.server``. TLS settings live in ``webhook.tls``.
+``webhook.server.app``. TLS settings live in ``webhook.server.tls``.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ certificate (at a fraction of its lifetime, or when little time is left, or when
 key are wrong), rotate the CA, and which CAs the ``caBundle`` keeps during a rotation. Also
 the JSON patch that puts a bundle into webhook configurations.
 
-Deliberately does not own: I/O of any kind (``webhook.certmanager`` reads and writes Secrets
-through ``webhook.kube``), or the clock (every function takes ``now``). Key generation happens
-in :func:`apply_action` through ``webhook.certs``; everything else is deterministic.
+Deliberately does not own: I/O of any kind (``webhook.certs.manager`` reads and writes Secrets
+through ``webhook.cluster.kube``), or the clock (every function takes ``now``). Key generation
+happens in :func:`apply_action` through ``webhook.certs.pki``; everything else is deterministic.
 
 Rotation, step by step, so that the API server always trusts what every replica serves:
 
@@ -37,7 +37,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from webhook.certs import (
+from webhook.certs.pki import (
     CLOCK_SKEW,
     CertificateError,
     decode_certificates,

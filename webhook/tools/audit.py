@@ -5,12 +5,12 @@ Owns what is audited and how: pods, workloads and Sidecars in agent namespaces (
 v1beta1, v1alpha3: the API server converts stored objects to it, and Istio's CRD converts by
 rewriting ``apiVersion`` only) and Skills in every non-system namespace, and agent-sandbox
 ``Sandbox``/``SandboxTemplate`` objects when those CRDs are installed. Every object is a final
-object, checked with the validating stage, through ``webhook.offline`` and therefore the
+object, checked with the validating stage, through ``webhook.tools.offline`` and therefore the
 server's own ``admit``. Also owns ``audit_loop``, the optional periodic audit inside the
 webhook that hands violation counts by rule to a callback (the server owns the gauge).
 
 Deliberately never writes to the cluster and creates no per-object report resources; the
-listing itself lives behind ``webhook.auditsource.ObjectSource``.
+listing itself lives behind ``webhook.cluster.listing.ObjectSource``.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from webhook.auditsource import KubernetesSource, ObjectSource, SourceError
-from webhook.config import load_policy
-from webhook.errors import ConfigError
-from webhook.offline import (
+from webhook.cluster.listing import KubernetesSource, ObjectSource, SourceError
+from webhook.config.policy import load_policy
+from webhook.core.errors import ConfigError
+from webhook.egress.registry import load_registry
+from webhook.tools.offline import (
     ContextPair,
     Contexts,
     Decision,
@@ -36,8 +37,7 @@ from webhook.offline import (
     Selection,
     decide_object,
 )
-from webhook.registry import load_registry
-from webhook.report import EXIT_UNUSABLE_INPUT, Format, exit_status, write_report
+from webhook.tools.report import EXIT_UNUSABLE_INPUT, Format, exit_status, write_report
 
 log = logging.getLogger(__name__)
 

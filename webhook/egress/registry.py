@@ -1,0 +1,113 @@
+"""The approved egress registry: the whole file, loading, and the lookups policies use.
+
+Owns the top-level model of ``registry.yaml`` (its items are ``webhook.egress.schema``),
+parsing and loading, and ``Registry.approve``/``addresses``/``mesh_wide_export``, which read
+an index built once per load (``webhook.egress.index``). It does not watch files
+(``webhook.config.watch``) and does not decide about objects (``webhook.policies``); host syntax
+belongs to ``webhook.egress.hosts``.
+
+Matching: an entry's host is an exact name or ``*.suffix`` (any name under the suffix, not
+the suffix itself). For a given host only the most specific group of entries counts: the
+entries for that exact name if there are any, else those of the longest matching suffix. So an
+exact entry narrows a broader suffix entry instead of adding to it. Within a group, entries
+add up. A deny-list match wins over every approval.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import orjson
+from pydantic import (
+    Field,
+    field_validator,
+)
+
+from webhook.config.yamlfile import parse_model, read_source
+from webhook.egress.index import Approval, Refusal, Refused, RegistryIndex
+from webhook.egress.schema import (
+    HOST_MATCHED_PROTOCOLS,
+    DenyEntry,
+    Entry,
+    IPAddress,
+    PortApproval,
+    PortProtocol,
+    StrictModel,
+)
+
+__all__ = ["API_VERSION", "HOST_MATCHED_PROTOCOLS", "KIND", "Approval", "DenyEntry", "Entry",
+           "IPAddress", "PortApproval", "PortProtocol", "Refusal", "Refused", "Registry",
+           "load_registry", "parse_registry"]
+
+DEFAULT_REGISTRY_RESOURCE = "defaults/registry.yaml"
+API_VERSION: Final = "agentsandbox.io/v1alpha1"
+KIND: Final = "EgressRegistry"
+
+class Registry(StrictModel):
+    """The whole registry file; lookups go through an index built once, at validation.
+
+    ``apiVersion``/``kind`` are optional but checked when present. Every lookup takes a host
+    already normalised by ``webhook.egress.hosts.parse_host`` (an exact name).
+    """
+
+    api_version: Literal["agentsandbox.io/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
+    kind: Literal["EgressRegistry"] = KIND
+    entries: tuple[Entry, ...] = ()
+    deny: tuple[DenyEntry, ...] = ()
+
+    @field_validator("deny", mode="before")
+    @classmethod
+    def _bare_hosts(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return [{"host": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    def model_post_init(self, context: Any, /) -> None:
+        _ = self.index  # build now: a load pays for it, not the first request
+
+    @cached_property
+    def index(self) -> RegistryIndex:
+        # A cached_property lands in the instance dict: a plain attribute read afterwards,
+        # unlike pydantic private attributes, which cost microseconds per access.
+        return RegistryIndex(
+            [(e.host, e.pairs(), e.namespaces, frozenset(e.addresses), e.allow_mesh_wide_export)
+             for e in self.entries],
+            [(d.host, d) for d in self.deny])
+
+    @cached_property
+    def digest(self) -> str:
+        """A short fingerprint of the content, for logs, metrics and /readyz."""
+        canonical = orjson.dumps(self.model_dump(mode="json", by_alias=True),
+                                 option=orjson.OPT_SORT_KEYS)
+        return "sha256:" + hashlib.sha256(canonical).hexdigest()[:16]
+
+    def denied(self, host: str) -> DenyEntry | None:
+        """The deny-list item matching ``host`` (exactly, or under a ``*.suffix``), if any."""
+        return self.index.denied(host)
+
+    def approve(self, *, host: str, namespace: str, port: int | None = None,
+                protocol: str | None = None) -> Approval | Refusal:
+        """May ``namespace`` reach ``host`` (on ``port``/``protocol``, when given)?"""
+        return self.index.approve(host, namespace, port, protocol)
+
+    def addresses(self, *, host: str, namespace: str) -> frozenset[IPAddress]:
+        """Exact IPs that endpoints/addresses may pin ``host`` to, for ``namespace``."""
+        return self.index.grant(host, namespace).addresses
+
+    def mesh_wide_export(self, *, host: str, namespace: str) -> bool:
+        return self.index.grant(host, namespace).mesh_wide_export
+
+
+def parse_registry(text: str, *, source: str) -> Registry:
+    """Parse registry YAML; every problem is a ConfigError naming the source and field."""
+    return parse_model(Registry, text, source=source, what="registry")
+
+
+def load_registry(path: Path | None) -> Registry:
+    """Load a registry file, or the embedded default (empty: approves nothing) for None."""
+    text, source = read_source(path, default_resource=DEFAULT_REGISTRY_RESOURCE,
+                               what="registry")
+    return parse_registry(text, source=source)

@@ -135,10 +135,12 @@ def test_pods_outside_agent_namespaces_are_skipped_and_reported_as_such(tmp_path
     other = pod(hostNetwork=True)
     other["metadata"]["namespace"] = "web"
     manifest = write_yaml(tmp_path / "pod.yaml", AGENTS_NAMESPACE, other)
-    result = run_check("-f", str(manifest))
+    result = run_check("-f", str(manifest), "--allow-skipped")
     assert result.returncode == 0
     assert "SKIPPED" in result.stdout
     assert "namespace web is not an agent namespace" in result.stdout
+    assert "(1 kind without a policy: Namespace; 1 not in an agent namespace: web)" \
+        in result.stdout
     # The same object counts once its namespace is named on the command line.
     assert run_check("-f", str(manifest), "--agent-namespace", "web").returncode == 1
 
@@ -299,3 +301,84 @@ def test_a_broken_registry_file_exits_2(tmp_path: Path) -> None:
     result = run_check("-f", str(manifest), "--registry", str(registry))
     assert result.returncode == 2
     assert str(registry) in result.stderr
+
+
+def deployment_as_proxy(namespace: str | None) -> dict[str, Any]:
+    """The issue's example: a Deployment whose pods would run as the Istio proxy's UID."""
+    deployment = fixture_object("deployment-create.json")
+    deployment["spec"]["template"]["spec"]["securityContext"] = {"runAsUser": 1337}
+    if namespace is None:
+        deployment["metadata"].pop("namespace", None)
+    else:
+        deployment["metadata"]["namespace"] = namespace
+    return deployment
+
+
+def test_check_does_not_pass_when_a_typo_in_the_label_leaves_everything_unchecked(
+        tmp_path: Path) -> None:
+    typo = copy.deepcopy(AGENTS_NAMESPACE)
+    typo["metadata"]["labels"] = {"agentsandbox.io/enforced": "true"}  # the annotation's name
+    manifest = write_yaml(tmp_path / "d.yaml", typo, deployment_as_proxy("agents"),
+                          deployment_as_proxy(None))
+    result = run_check("-f", str(manifest))
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "3 objects: 0 admitted, 0 refused, 3 skipped (1 kind without a policy: " \
+        "Namespace; 2 not in an agent namespace: agents, default)" in result.stdout
+    assert "label agentsandbox.io/enforced='true' looks like agentsandbox.io/enforce" \
+        in result.stderr
+    assert "--allow-skipped" in result.stderr
+    # Today's behaviour, on request: nothing refused is enough.
+    assert run_check("-f", str(manifest), "--allow-skipped").returncode == 0
+    # With the label fixed, the escape is found.
+    fixed = write_yaml(tmp_path / "fixed.yaml", AGENTS_NAMESPACE, deployment_as_proxy("agents"))
+    refused = run_check("-f", str(fixed))
+    assert refused.returncode == 1
+    assert "[pod.proxy-identity]" in refused.stdout
+
+
+def test_a_workload_next_to_admitted_ones_outside_agent_namespaces_still_fails(
+        tmp_path: Path) -> None:
+    manifest = write_yaml(tmp_path / "p.yaml", AGENTS_NAMESPACE, pod(),
+                          deployment_as_proxy("web"))
+    result = run_check("-f", str(manifest))
+    assert result.returncode == 3
+    assert "1 not in an agent namespace: web" in result.stdout
+
+
+def test_input_with_nothing_the_webhook_decides_exits_3(tmp_path: Path) -> None:
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+               "spec": {"ports": [{"port": 80}]}}
+    result = run_check("-f", str(write_yaml(tmp_path / "s.yaml", service)))
+    assert result.returncode == 3
+    assert "nothing was checked" in result.stderr
+    assert run_check("-f", str(tmp_path / "s.yaml"), "--allow-skipped").returncode == 0
+
+
+@pytest.mark.parametrize(("labels", "said"), [
+    ({"agentsandbox.io/enforce": "True"}, "is neither \"true\" nor \"warn\""),
+    ({"agentsandbox.io/enforce": "enforce"}, "is neither \"true\" nor \"warn\""),
+    ({"agent-sandbox.io/enforce": "true"}, "looks like agentsandbox.io/enforce"),
+    ({"agentsandbox.io/enforcement": "true"}, "looks like agentsandbox.io/enforce"),
+])
+def test_labels_that_look_like_the_enforce_label_are_warned_about(
+        tmp_path: Path, labels: dict[str, str], said: str) -> None:
+    namespace = copy.deepcopy(AGENTS_NAMESPACE)
+    namespace["metadata"]["labels"] = labels
+    result = run_check("-f", str(write_yaml(tmp_path / "n.yaml", namespace, pod())))
+    assert f"warning: Namespace agents ({tmp_path / 'n.yaml'}#1): label" in result.stderr
+    assert said in result.stderr
+
+
+def test_the_real_label_values_give_no_lookalike_warning(tmp_path: Path) -> None:
+    result = run_check("-f", str(write_yaml(tmp_path / "n.yaml", AGENTS_NAMESPACE, pod())))
+    assert result.returncode == 0
+    assert "warning:" not in result.stderr
+
+
+def test_diff_output_on_a_deployment_says_why_there_is_no_diff(tmp_path: Path) -> None:
+    deployment = fixture_object("deployment-create.json")
+    result = run_check("-f", str(write_yaml(tmp_path / "d.yaml", AGENTS_NAMESPACE, deployment)),
+                       "-o", "diff")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no diff: a workload's pod template is never patched" in result.stdout
+    assert "---" not in result.stdout

@@ -2,9 +2,11 @@
 
 Owns the command's flags, reading manifests (files, directories searched recursively for
 ``*.yaml``/``*.yml``/``*.json``, ``-`` for stdin; multi-document YAML, JSON, ``List`` kinds),
-agent-namespace selection from Namespace objects in the input and from flags, and the exit
-status. Unusable input (an unreadable file, a YAML or JSON error, a document that is not a
-Kubernetes object) stops the run with status 2 and a message naming the file and line.
+agent-namespace selection from Namespace objects in the input and from flags (warning about
+labels that only look like the enforcement label), and the exit status: 0 only when something
+was checked and nothing refused or skipped unexpectedly (``--allow-skipped`` relaxes that).
+Unusable input (an unreadable file, a YAML or JSON error, a document that is not a Kubernetes
+object) stops the run with status 2 and a message naming the file and line.
 
 Deliberately does not decide anything: ``webhook.tools.offline`` runs each object through
 ``webhook.admission.seam.admit`` exactly as the server would, and ``webhook.tools.report`` prints.
@@ -26,8 +28,16 @@ import yaml
 from webhook.config.policy import load_policy
 from webhook.core.errors import ConfigError, WebhookError
 from webhook.egress.registry import load_registry
+from webhook.tools.lookalike import lookalike_labels
 from webhook.tools.offline import Contexts, ObjectResult, Selection, decide_object
-from webhook.tools.report import EXIT_UNUSABLE_INPUT, Format, exit_status, write_report
+from webhook.tools.report import (
+    EXIT_NOT_CHECKED,
+    EXIT_UNUSABLE_INPUT,
+    Format,
+    check_exit_status,
+    not_checked_problem,
+    write_report,
+)
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -49,7 +59,9 @@ def register_check_command(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "check", help="check manifests offline with the webhook's own admission path",
         description="Run manifests through the same admission path as the server, offline. "
-                    "Exit status: 0 all admitted, 1 something refused, 2 unusable input.")
+                    "Exit status: 0 something was checked and everything admitted, 1 something "
+                    "refused, 2 unusable input, 3 nothing refused but nothing checked, or "
+                    "objects skipped outside every agent namespace (see --allow-skipped).")
     add_check_arguments(parser)
     parser.set_defaults(func=run_check)
     return parser
@@ -76,6 +88,9 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
                         "in a cluster can satisfy (default: on, off with --final)")
     parser.add_argument("--final", action="store_true",
                         help="objects are final, as stored in a cluster: validating stage only")
+    parser.add_argument("--allow-skipped", action="store_true",
+                        help="exit 0 even when nothing was checked, or when pods, workloads "
+                        "or Istio objects outside every agent namespace were skipped")
 
 
 def run_check(args: argparse.Namespace, *, stdin: TextIO | None = None,
@@ -100,8 +115,17 @@ def run_check(args: argparse.Namespace, *, stdin: TextIO | None = None,
                       assume_sidecar=assume_sidecar)
         for m in manifests
     ]
+    for manifest in manifests:
+        if _is_namespace(manifest.object):
+            metadata = manifest.object.get("metadata") or {}
+            for finding in lookalike_labels(metadata.get("labels")):
+                err.write(f"warning: Namespace {metadata.get('name')} ({manifest.source}): "
+                          f"{finding}\n")
     write_report(results, fmt=Format(args.output), out=out, err=err)
-    return exit_status(results)
+    status = check_exit_status(results, allow_skipped=args.allow_skipped)
+    if status == EXIT_NOT_CHECKED:
+        err.write(f"error: {not_checked_problem(results)}\n")
+    return status
 
 
 def read_manifests(paths: Sequence[str], *, stdin: TextIO) -> Iterator[Manifest]:

@@ -59,6 +59,15 @@ class Decision(StrEnum):
     SKIPPED = "skipped"  # not sent to the webhook at all
 
 
+class SkipReason(StrEnum):
+    """Why an object was not sent to the webhook (the summary groups skipped objects by it)."""
+
+    NO_POLICY = "kind without a policy"
+    NOT_AGENT_NAMESPACE = "not in an agent namespace"
+    SYSTEM_NAMESPACE = "in a system namespace"
+    NOT_THE_REGISTRY = "a ConfigMap other than the registry"
+
+
 class NamespaceMode(StrEnum):
     ENFORCE = "enforce"
     WARN = "warn"
@@ -146,6 +155,7 @@ class ObjectResult:
     changes: tuple[str, ...] = ()  # fields the mutating stage changed
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
+    skipped_because: SkipReason | None = None
 
     @property
     def display_name(self) -> str:
@@ -173,19 +183,22 @@ def decide_object(obj: dict[str, Any], *, source: str, default_namespace: str,
     mutating = handler_for(probe, Stage.MUTATE) is not None
     validating = handler_for(probe, Stage.VALIDATE) is not None
     if not (mutating or validating):
-        return replace(facts, notes=(f"agent-sandbox-webhook has no policy for "
-                                   f"{group or 'core'}/{kind}",))
+        return replace(facts, skipped_because=SkipReason.NO_POLICY,
+                       notes=(f"agent-sandbox-webhook has no policy for {group or 'core'}/"
+                              f"{kind}",))
     mode = selection.mode(namespace)
     if (group, kind) == REGISTRY_CONFIGMAP:
         if (namespace, name) != (WEBHOOK_NAMESPACE, REGISTRY_CONFIGMAP_NAME):
-            return replace(facts, notes=(f"only the ConfigMap {WEBHOOK_NAMESPACE}/"
-                                         f"{REGISTRY_CONFIGMAP_NAME} is checked",))
+            return replace(facts, skipped_because=SkipReason.NOT_THE_REGISTRY,
+                           notes=(f"only the ConfigMap {WEBHOOK_NAMESPACE}/"
+                                  f"{REGISTRY_CONFIGMAP_NAME} is checked",))
         mode = NamespaceMode.ENFORCE
     elif (group, kind) in EVERY_NAMESPACE_KINDS:
         if namespace in SYSTEM_NAMESPACES:
-            return replace(facts, notes=(f"namespace {namespace} is a system namespace",))
+            return replace(facts, skipped_because=SkipReason.SYSTEM_NAMESPACE,
+                           notes=(f"namespace {namespace} is a system namespace",))
     elif mode is None:
-        return replace(facts, notes=(
+        return replace(facts, skipped_because=SkipReason.NOT_AGENT_NAMESPACE, notes=(
             f"namespace {namespace or '(none)'} is not an agent namespace (no "
             f"{ENFORCE_LABEL}=true|warn label in the input, no --agent-namespace)",))
     context = contexts.warn if mode is NamespaceMode.WARN else contexts.enforce

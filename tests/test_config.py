@@ -90,3 +90,24 @@ def test_the_shipped_policy_configmap_matches_the_embedded_default() -> None:
     configmap = yaml.safe_load((ROOT / "manifests/base/configmap-policy.yaml").read_text())
     shipped = parse_policy(configmap["data"]["policy.yaml"], source="configmap")
     assert shipped.digest == load_policy(None).digest
+
+
+@pytest.mark.parametrize(("text", "suggestion"), [
+    ("runtimeClass:\n  nmae: kata\n", "runtimeClass.nmae: Extra inputs are not permitted "
+     "(did you mean 'name'?)"),
+    ("runtimeclass: {name: kata}\n", "(did you mean 'runtimeClass'?)"),
+    ("dns:\n  nameserver: [10.0.0.53]\n", "dns.nameserver: Extra inputs are not permitted "
+     "(did you mean 'nameservers'?)"),
+    ("istio:\n  proxyUid: 1337\n", "(did you mean 'proxyUID'?)"),
+])
+def test_an_unknown_policy_field_names_the_nearest_known_one(text: str, suggestion: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_policy(text, source="policy.yaml")
+    assert suggestion in str(caught.value)
+
+
+def test_an_unknown_field_far_from_every_known_one_gets_no_guess() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_policy("colour: blue\n", source="policy.yaml")
+    assert "colour: Extra inputs are not permitted" in str(caught.value)
+    assert "did you mean" not in str(caught.value)

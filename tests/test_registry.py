@@ -214,3 +214,18 @@ def test_the_example_registry_loads() -> None:
 def test_the_digest_changes_with_the_content(registry: Registry) -> None:
     assert registry.digest == parse_registry(REGISTRY, source="again").digest
     assert registry.digest != load_registry(None).digest
+
+
+@pytest.mark.parametrize(("text", "suggestion"), [
+    ("entries: [{host: api.example.com, port: 443}]",
+     "entries.0.port: Extra inputs are not permitted (did you mean 'ports'?)"),
+    ("entries: [{host: api.example.com, ports: [{numbr: 443}]}]",
+     "entries.0.ports.0.numbr: Extra inputs are not permitted (did you mean 'number'?)"),
+    ("deny: [{host: x.example.com, reson: leaks}]", "(did you mean 'reason'?)"),
+    ("entrys: []", "entrys: Extra inputs are not permitted (did you mean 'entries'?)"),
+])
+def test_an_unknown_registry_field_names_the_nearest_known_one(text: str,
+                                                               suggestion: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_registry(text, source="registry.yaml")
+    assert suggestion in str(caught.value)

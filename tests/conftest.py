@@ -1,9 +1,12 @@
-"""Shared test helpers: fixture loading and free loopback ports."""
+"""Shared test helpers: fixture loading, free loopback ports, stopping a served process."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,3 +24,27 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def stop_server(process: subprocess.Popen[str]) -> None:
+    """Stop a ``serve`` process the way a user would: Ctrl-C, then Ctrl-C again.
+
+    The second signal makes it exit at once, and either way it removes its throwaway
+    certificate directory. Killing it outright (SIGKILL) is what used to leave
+    ``agent-sandbox-webhook-*`` directories with private keys in the temporary directory;
+    that is only the last resort here, for a process that ignores both signals.
+    """
+    for _attempt in range(2):
+        if process.poll() is not None:
+            break
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            continue
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    process.communicate(timeout=10)  # reaps it and closes its pipes
+

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import urllib3
 
-from tests.conftest import free_port
+from tests.conftest import free_port, stop_server
 
 
 @dataclass
@@ -60,9 +60,7 @@ class Server:
             self.close()
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.communicate(timeout=10)  # reaps it and closes the stdout pipe
+        stop_server(self.process)
 
 
 def start_server(workdir: Path, *args: str, ca_from_banner: bool = True,

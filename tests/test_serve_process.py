@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import signal
@@ -19,7 +20,8 @@ import orjson
 import pytest
 import urllib3
 
-from tests.conftest import free_port, load_review
+from tests.conftest import free_port, load_review, stop_server
+from webhook.cli import build_parser
 
 
 @dataclass
@@ -60,18 +62,15 @@ def start(*args: str, env: dict[str, str] | None = None) -> Served:
                 return served
         except urllib3.exceptions.HTTPError:
             time.sleep(0.05)
-    process.kill()
-    _, errors = process.communicate(timeout=10)
-    raise AssertionError(f"server did not become ready: {errors}")
+    stop_server(process)
+    raise AssertionError("server did not become ready")
 
 
 @pytest.fixture
 def served() -> Iterator[Served]:
     served = start("--shutdown-delay", "0.5")
     yield served
-    if served.process.poll() is None:
-        served.process.kill()
-    served.process.communicate(timeout=10)  # reaps the process and closes its pipes
+    stop_server(served.process)
 
 
 def test_serve_with_no_arguments_patches_a_plain_pod_over_tls(served: Served) -> None:
@@ -137,3 +136,56 @@ def test_a_policy_file_with_a_typo_stops_start_up_naming_file_and_field(tmp_path
     assert result.returncode == 2
     assert str(policy) in result.stderr
     assert "runtimeClass.nmae" in result.stderr
+
+
+def test_the_banner_prints_an_export_line_for_the_readme_curl(served: Served) -> None:
+    # The first banner line was read by start(); the next ones are the commands to paste.
+    assert served.process.stdout is not None
+    assert served.process.stdout.readline().strip() == f"export CA={served.ca}"
+    assert '--cacert "$CA"' in served.process.stdout.readline()
+
+
+def test_sigterm_removes_the_throwaway_certificate_directory(served: Served) -> None:
+    assert served.ca.exists()
+    served.process.send_signal(signal.SIGTERM)
+    served.process.communicate(timeout=10)
+    assert served.process.returncode == 0
+    assert not served.ca.parent.exists()
+
+
+def test_a_second_ctrl_c_exits_at_once_and_still_cleans_up() -> None:
+    served = start("--shutdown-delay", "30")
+    try:
+        served.process.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        assert served.process.poll() is None  # the first one waits the shutdown delay
+        began = time.monotonic()
+        served.process.send_signal(signal.SIGINT)
+        _, errors = served.process.communicate(timeout=10)
+        assert time.monotonic() - began < 5, "the second Ctrl-C did not exit at once"
+        assert served.process.returncode == 0
+        assert "stopped at once" in errors
+        assert not served.ca.parent.exists()
+    finally:
+        stop_server(served.process)
+
+
+def test_serve_help_names_the_env_variable_and_default_of_every_flag() -> None:
+    parser = build_parser()
+    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    serve = subcommands.choices["serve"]
+    flags = [a for a in serve._actions if a.option_strings and a.dest != "help"]
+    assert len(flags) >= 20
+    for action in flags:
+        variable = "AGENT_SANDBOX_" + action.dest.upper()
+        assert f"(env {variable}; default " in (action.help or ""), action.option_strings
+
+
+def test_serve_flags_fall_back_to_their_env_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_SANDBOX_CERT_SECRET", "other-tls")
+    monkeypatch.setenv("AGENT_SANDBOX_SHUTDOWN_DELAY", "1.5")
+    monkeypatch.setenv("AGENT_SANDBOX_LISTEN", "0.0.0.0:9443")
+    args = build_parser().parse_args(["serve"])
+    assert (args.cert_secret, args.shutdown_delay, args.listen) == \
+        ("other-tls", 1.5, ("0.0.0.0", 9443))
+    assert build_parser().parse_args(["serve", "--cert-secret", "x"]).cert_secret == "x"

@@ -17,17 +17,12 @@ from pathlib import Path
 from webhook import __version__
 from webhook.certs.manager import cert_manager_settings, register_cert_manager_arguments
 from webhook.certs.pki import register_certs_command
+from webhook.config.flags import add_env_argument
 from webhook.core.errors import ConfigError
 from webhook.server.logs import configure_logging
 from webhook.server.serve import ServeSettings, run
 from webhook.tools.audit import register_audit_command
 from webhook.tools.check import register_check_command
-
-ENV_PREFIX = "AGENT_SANDBOX_"
-
-
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(ENV_PREFIX + name, default)
 
 
 def _path(value: str | None) -> Path | None:
@@ -46,55 +41,43 @@ def _register_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ig
         "serve", help="run the admission webhook over HTTPS",
         description="Runs the admission webhook. With no arguments: the embedded default "
         "policy, an empty egress registry and a throwaway self-signed certificate on "
-        "127.0.0.1:8443.")
-    serve.add_argument("--listen", type=parse_listen,
-                       default=parse_listen(_env("LISTEN", "127.0.0.1:8443") or ""),
-                       help="HOST:PORT to listen on (env AGENT_SANDBOX_LISTEN; "
-                       "default 127.0.0.1:8443)")
-    serve.add_argument("--policy", default=_env("POLICY"),
-                       help="policy YAML file, reloaded when it changes (env "
-                       "AGENT_SANDBOX_POLICY; default: the embedded policy)")
-    serve.add_argument("--registry", default=_env("REGISTRY"),
-                       help="egress registry YAML file, reloaded when it changes (env "
-                       "AGENT_SANDBOX_REGISTRY; default: an empty registry, approving nothing)")
-    serve.add_argument("--tls-cert", default=_env("TLS_CERT"),
-                       help="serving certificate PEM (env AGENT_SANDBOX_TLS_CERT)")
-    serve.add_argument("--tls-key", default=_env("TLS_KEY"),
-                       help="serving key PEM (env AGENT_SANDBOX_TLS_KEY)")
-    serve.add_argument("--client-ca", default=_env("CLIENT_CA"),
-                       help="require API server client certificates signed by this CA "
-                       "(env AGENT_SANDBOX_CLIENT_CA)")
-    serve.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
-                       choices=["debug", "info", "warning", "error"],
-                       help="env AGENT_SANDBOX_LOG_LEVEL; default info")
-    serve.add_argument("--reload-interval", type=float,
-                       default=float(_env("RELOAD_INTERVAL", "2") or 2),
-                       help="seconds between checks of policy, registry and certificate files")
-    serve.add_argument("--shutdown-delay", type=float,
-                       default=float(_env("SHUTDOWN_DELAY", "5") or 5),
-                       help="seconds to keep serving with readiness false after SIGTERM")
-    serve.add_argument("--drain-timeout", type=float,
-                       default=float(_env("DRAIN_TIMEOUT", "10") or 10),
-                       help="seconds in-flight requests get to finish on shutdown")
-    serve.add_argument("--audit-interval", type=float,
-                       default=float(_env("AUDIT_INTERVAL", "0") or 0),
-                       help="seconds between read-only audits of the cluster, published as "
-                       "agent_sandbox_audit_violations (needs the agent-sandbox-auditor "
-                       "ClusterRole); 0, the default, turns them off")
-    register_cert_manager_arguments(serve)
-    for flag, env, default, kind, what in (
-            ("--max-connections", "MAX_CONNECTIONS", "256", int,
-             "open connections beyond which new ones are closed at once; each costs about "
-             "300 KiB while open"),
-            ("--handshake-timeout", "HANDSHAKE_TIMEOUT", "10", float,
+        "127.0.0.1:8443. Every flag can also be set by the environment variable named in its "
+        "help. On SIGTERM or Ctrl-C it stops being ready, keeps answering for "
+        "--shutdown-delay seconds, then drains; a second SIGTERM or Ctrl-C exits at once.")
+    add_env_argument(serve, "--listen", kind=parse_listen, default="127.0.0.1:8443",
+                     help="HOST:PORT to listen on")
+    add_env_argument(serve, "--policy", shown_default="the embedded policy",
+                     help="policy YAML file, reloaded when it changes")
+    add_env_argument(serve, "--registry", shown_default="an empty registry, approving nothing",
+                     help="egress registry YAML file, reloaded when it changes")
+    add_env_argument(serve, "--tls-cert", help="serving certificate PEM, with --tls-key")
+    add_env_argument(serve, "--tls-key", help="serving key PEM, with --tls-cert")
+    add_env_argument(serve, "--client-ca", shown_default="no client certificate required",
+                     help="require API server client certificates signed by this CA")
+    add_env_argument(serve, "--log-level", default="info",
+                     choices=["debug", "info", "warning", "error"], help="log level")
+    for flag, default, what in (
+            ("--reload-interval", "2",
+             "seconds between checks of policy, registry and certificate files"),
+            ("--shutdown-delay", "5",
+             "seconds to keep serving with readiness false after SIGTERM"),
+            ("--drain-timeout", "10", "seconds in-flight requests get to finish on shutdown"),
+            ("--audit-interval", "0",
+             "seconds between read-only audits of the cluster, published as "
+             "agent_sandbox_audit_violations (needs the agent-sandbox-auditor ClusterRole); "
+             "0 turns them off"),
+            ("--handshake-timeout", "10",
              "seconds a client gets to complete the TLS handshake"),
-            ("--header-timeout", "HEADER_TIMEOUT", "10", float,
+            ("--header-timeout", "10",
              "seconds a client gets to send complete request headers (also the idle "
              "keep-alive limit)"),
-            ("--body-timeout", "BODY_TIMEOUT", "10", float,
+            ("--body-timeout", "10",
              "seconds a client gets to send the request body (then 408)")):
-        serve.add_argument(flag, type=kind, default=kind(_env(env, default) or default),
-                           help=f"{what} (env AGENT_SANDBOX_{env}; default {default})")
+        add_env_argument(serve, flag, kind=float, default=default, help=what)
+    add_env_argument(serve, "--max-connections", kind=int, default="256",
+                     help="open connections beyond which new ones are closed at once; each "
+                     "costs about 300 KiB while open")
+    register_cert_manager_arguments(serve)
     serve.set_defaults(func=_run_serve)
 
 

@@ -53,6 +53,7 @@ from webhook.certs.rotation import (
     secret_data,
 )
 from webhook.cluster.kube import ConflictError, KubeApi, KubeError, WebhookKind
+from webhook.config.flags import add_env_argument
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ CertMode = Literal["files", "self-signed", "secret"]
 DEFAULT_SECRET = "agent-sandbox-webhook-tls"
 DEFAULT_SERVICE = "agent-sandbox-webhook"
 DEFAULT_NAMESPACE = "agent-sandbox-system"
+DEFAULT_CERT_DIR = Path("/run/agent-sandbox/certs")
 SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 MAX_CONFLICT_RETRIES = 5
 SECRET_LABELS = {"app.kubernetes.io/name": "agent-sandbox-webhook"}
@@ -70,7 +72,7 @@ WEBHOOK_KINDS: tuple[WebhookKind, ...] = ("mutating", "validating")
 class CertManagerSettings:
     mode: CertMode | None
     secret_name: str = DEFAULT_SECRET
-    cert_dir: Path = Path("/run/agent-sandbox/certs")
+    cert_dir: Path = DEFAULT_CERT_DIR
     service: str = DEFAULT_SERVICE
     namespace: str = DEFAULT_NAMESPACE
     webhook_config_names: tuple[str, ...] = (DEFAULT_SERVICE,)
@@ -100,30 +102,24 @@ def default_namespace() -> str:
 
 def register_cert_manager_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("certificates")
-    group.add_argument(
-        "--cert-mode",
-        choices=["files", "self-signed", "secret"],
-        default=None,
+    add_env_argument(
+        group, "--cert-mode", choices=["files", "self-signed", "secret"],
+        shown_default="files if --tls-cert is given, otherwise self-signed; the Deployment in "
+        "manifests/ sets secret",
         help="files: --tls-cert/--tls-key (cert-manager, static); self-signed: a throw-away dev "
-        "CA; secret: self-managed in a Secret (the in-cluster default). Default: files if "
-        "--tls-cert is given, otherwise self-signed.",
-    )
-    group.add_argument("--cert-secret", default=DEFAULT_SECRET, help="Secret name (secret mode)")
-    group.add_argument(
-        "--cert-dir",
-        type=Path,
-        default=Path("/run/agent-sandbox/certs"),
-        help="writable directory for the serving pair (secret mode)",
-    )
-    group.add_argument("--service", default=DEFAULT_SERVICE, help="the webhook's Service name")
-    group.add_argument(
-        "--namespace", default=None, help="the webhook's namespace (default: the pod's)"
-    )
-    group.add_argument(
-        "--webhook-config-names",
-        default=DEFAULT_SERVICE,
-        help="comma-separated Mutating/ValidatingWebhookConfiguration names to inject caBundle",
-    )
+        "CA; secret: self-managed in a Secret, as the manifests install it")
+    add_env_argument(group, "--cert-secret", default=DEFAULT_SECRET,
+                     help="Secret holding the CA and serving pair (secret mode)")
+    add_env_argument(group, "--cert-dir", kind=Path, default=str(DEFAULT_CERT_DIR),
+                     help="writable directory for the serving pair (secret mode)")
+    add_env_argument(group, "--service", default=DEFAULT_SERVICE,
+                     help="the webhook's Service name, the serving certificate's DNS name "
+                     "(secret mode)")
+    add_env_argument(group, "--namespace", shown_default="the pod's namespace",
+                     help="the webhook's namespace (secret mode)")
+    add_env_argument(group, "--webhook-config-names", default=DEFAULT_SERVICE,
+                     help="comma-separated Mutating/ValidatingWebhookConfiguration names to "
+                     "inject the CA bundle into (secret mode)")
 
 
 def cert_manager_settings(args: argparse.Namespace) -> CertManagerSettings:

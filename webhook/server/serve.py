@@ -4,7 +4,8 @@ Owns start-up order (a bad policy file stops start-up with a message naming the 
 field; a bad registry does not, egress objects then fail closed), the background reloads,
 and the SIGTERM sequence: readiness turns false, the server keeps answering for
 ``shutdown_delay`` seconds while endpoints drop it, then stops listening and lets in-flight
-requests finish within ``drain_timeout``. It also sets the abuse limits on the listener: at
+requests finish within ``drain_timeout``; a second SIGTERM/SIGINT (Ctrl-C twice) exits at
+once. It also sets the abuse limits on the listener: at
 most ``max_connections`` open sockets, ``handshake_timeout`` for TLS, ``header_timeout`` for
 request headers (and idle keep-alive), ``body_timeout`` for the body. HTTP handling itself
 lives in ``webhook.server.app``.
@@ -160,56 +161,84 @@ async def prepare_tls(settings: ServeSettings, scratch: Path) -> tuple[ServingTL
     bundle = certs.write_dev_bundle(scratch, dns_names=["localhost"],
                                     ip_addresses=["127.0.0.1", "::1"])
     print(f"no certificate given: serving a throwaway self-signed certificate for "
-          f"localhost/127.0.0.1; its CA is {bundle.ca_cert} "
-          f"(curl --cacert {bundle.ca_cert} https://{settings.host}:{settings.port}/healthz)",
+          f"localhost/127.0.0.1; its CA is {bundle.ca_cert} (removed when the server stops)\n"
+          f"export CA={bundle.ca_cert}\n"
+          f"curl --cacert \"$CA\" https://{settings.host}:{settings.port}/healthz",
           flush=True)
     return ServingTLS(cert_path=bundle.cert, key_path=bundle.key,
                       client_ca_path=settings.client_ca_path), None
 
 
 async def run(settings: ServeSettings, *, started: asyncio.Event | None = None) -> None:
+    """Serve until SIGTERM/SIGINT: the first stops gracefully, a second one at once.
+
+    The signal handlers are installed before anything is written, so even a signal during
+    start-up removes the throwaway certificate directory on the way out.
+    """
     engine, watched = load_engine(settings)
-    with tempfile.TemporaryDirectory(prefix="agent-sandbox-webhook-") as scratch:
-        tls, keeper = await prepare_tls(settings, Path(scratch))
-        health = Health(ready=False)
-        metrics = Metrics()
-        metrics.watch_certificate(lambda: tls.seconds_to_expiry(now=datetime.now(UTC)))
-        app = create_app(engine=engine, metrics=metrics, health=health,
-                         body_timeout=settings.body_timeout)
-        follow_files(engine, watched, metrics=metrics, health=health)
-        app.cleanup_ctx.append(reload_ctx(*watched, interval=settings.reload_interval))
-        app.cleanup_ctx.append(tls_reload_ctx(tls, interval=settings.reload_interval))
-        if keeper is not None:
-            app.cleanup_ctx.append(keeper)
-        if settings.audit_interval > 0:
-            app.cleanup_ctx.append(periodic_audit_ctx(
-                contexts=lambda: engine.contexts, interval=settings.audit_interval,
-                publish=metrics.set_audit_counts))
-        # aiohttp's keepalive timer runs from connection_made (and from each response) and is
-        # not extended by trickled bytes: it is the header deadline that stops slowloris.
-        # Lingering (reading the rest of a refused body) is kept short: it is only a courtesy.
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.drain_timeout,
-                               keepalive_timeout=settings.header_timeout, lingering_time=2.0)
-        await runner.setup()
-        guard = ConnectionGuard(max_connections=settings.max_connections,
-                                handshake_timeout=settings.handshake_timeout,
-                                on_change=metrics.connection_event)
-        site = GuardedSite(runner, host=settings.host, port=settings.port,
-                           ssl_context=tls.context, guard=guard)
-        await site.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+
+    def on_signal() -> None:
+        if stop.is_set() and main is not None:
+            main.cancel()  # the second signal: skip the delay and the drain
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal)
+    try:
+        with tempfile.TemporaryDirectory(prefix="agent-sandbox-webhook-") as scratch:
+            await _serve(settings, engine=engine, watched=watched, scratch=Path(scratch),
+                         stop=stop, started=started)
+    except asyncio.CancelledError:
+        if not stop.is_set():
+            raise  # cancelled by a caller, not by a second signal
+        log.warning("second signal: stopped at once, without waiting for the shutdown delay "
+                    "or in-flight requests")
+    finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        health.ready = True
-        log.info("serving", extra={"fields": {"listen": f"{settings.host}:{settings.port}",
-                                              "policy": engine.policy.digest}})
-        if started is not None:
-            started.set()
-        await stop.wait()
-        health.shutting_down = True
-        log.info("shutting down: readiness is false, draining",
-                 extra={"fields": {"delay_s": settings.shutdown_delay}})
-        await asyncio.sleep(settings.shutdown_delay)
-        await runner.cleanup()
-        log.info("stopped")
+            loop.remove_signal_handler(signum)
+
+
+async def _serve(settings: ServeSettings, *, engine: Engine, watched: list[WatchedFile[Any]],
+                 scratch: Path, stop: asyncio.Event, started: asyncio.Event | None) -> None:
+    tls, keeper = await prepare_tls(settings, scratch)
+    health = Health(ready=False)
+    metrics = Metrics()
+    metrics.watch_certificate(lambda: tls.seconds_to_expiry(now=datetime.now(UTC)))
+    app = create_app(engine=engine, metrics=metrics, health=health,
+                     body_timeout=settings.body_timeout)
+    follow_files(engine, watched, metrics=metrics, health=health)
+    app.cleanup_ctx.append(reload_ctx(*watched, interval=settings.reload_interval))
+    app.cleanup_ctx.append(tls_reload_ctx(tls, interval=settings.reload_interval))
+    if keeper is not None:
+        app.cleanup_ctx.append(keeper)
+    if settings.audit_interval > 0:
+        app.cleanup_ctx.append(periodic_audit_ctx(
+            contexts=lambda: engine.contexts, interval=settings.audit_interval,
+            publish=metrics.set_audit_counts))
+    # aiohttp's keepalive timer runs from connection_made (and from each response) and is
+    # not extended by trickled bytes: it is the header deadline that stops slowloris.
+    # Lingering (reading the rest of a refused body) is kept short: it is only a courtesy.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.drain_timeout,
+                           keepalive_timeout=settings.header_timeout, lingering_time=2.0)
+    await runner.setup()
+    guard = ConnectionGuard(max_connections=settings.max_connections,
+                            handshake_timeout=settings.handshake_timeout,
+                            on_change=metrics.connection_event)
+    site = GuardedSite(runner, host=settings.host, port=settings.port,
+                       ssl_context=tls.context, guard=guard)
+    await site.start()
+    health.ready = True
+    log.info("serving", extra={"fields": {"listen": f"{settings.host}:{settings.port}",
+                                          "policy": engine.policy.digest}})
+    if started is not None:
+        started.set()
+    await stop.wait()
+    health.shutting_down = True
+    log.info("shutting down: readiness is false, draining (a second signal exits at once)",
+             extra={"fields": {"delay_s": settings.shutdown_delay}})
+    await asyncio.sleep(settings.shutdown_delay)
+    await runner.cleanup()
+    log.info("stopped")

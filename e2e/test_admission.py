@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from typing import Any
 
 import pytest
@@ -16,25 +17,16 @@ from e2e.conftest import Cluster, apply, kubectl
 
 
 def agent_pod(namespace: str, name: str = "currency-agent") -> dict[str, Any]:
+    """A pod as people write it: no securityContext at all (the webhook fills the identity)."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 10001,
-                "runAsGroup": 10001,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
             "containers": [
                 {
                     "name": "agent",
                     "image": "registry.example.com/agents/currency:1.0",
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
                     "resources": {
                         "requests": {"cpu": "250m", "memory": "512Mi"},
                         "limits": {"cpu": "1", "memory": "1Gi"},
@@ -43,6 +35,26 @@ def agent_pod(namespace: str, name: str = "currency-agent") -> dict[str, Any]:
             ],
         },
     }
+
+
+def demo_pod(namespace: str, name: str = "demo-agent") -> dict[str, Any]:
+    """The demo's canonical agent pod: kata, one container, 2Gi, nothing else."""
+    pod = agent_pod(namespace, name=name)
+    pod["spec"]["runtimeClassName"] = "kata"
+    pod["spec"]["containers"][0]["resources"] = {"requests": {"memory": "2Gi"},
+                                                 "limits": {"memory": "2Gi"}}
+    return pod
+
+
+def assert_identity_filled(pod: dict[str, Any]) -> None:
+    """The run-time identity the webhook gives a pod that set none."""
+    assert pod["spec"]["securityContext"]["runAsUser"] == 10001
+    assert pod["spec"]["securityContext"]["runAsGroup"] == 10001
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    for container in pod["spec"]["containers"]:
+        if container["name"] != "istio-proxy":
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert "ALL" in container["securityContext"]["capabilities"]["drop"]
 
 
 def _dry_run(obj: dict[str, Any]) -> tuple[int, dict[str, Any] | None, str]:
@@ -69,6 +81,7 @@ def test_dry_run_of_a_plain_agent_pod_shows_every_mutation_and_warnings(
     assert spec.get("overhead") == expected, "kata's overhead applied"
     agent = spec["containers"][0]["resources"]
     assert agent["requests"]["memory"] == agent["limits"]["memory"] == "2Gi", "memory floor"
+    assert_identity_filled(pod)
     assert "Warning:" in stderr, "each mutation is explained in a warning"
     assert kubectl("-n", cluster.namespace, "get", "pod", "currency-agent").returncode != 0, (
         "dry-run stored nothing"
@@ -96,9 +109,11 @@ def _variant(change: str, namespace: str) -> dict[str, Any]:
     elif change == "privileged":
         container["securityContext"] = {"privileged": True}
     elif change == "proxy-uid":
-        spec["securityContext"]["runAsUser"] = 1337
-    elif change == "image-identity":
-        del spec["securityContext"]["runAsUser"], spec["securityContext"]["runAsGroup"]
+        spec["securityContext"] = {"runAsUser": 1337}
+    elif change == "root":
+        container["securityContext"] = {"runAsUser": 0}
+    elif change == "privilege-escalation":
+        container["securityContext"] = {"allowPrivilegeEscalation": True}
     elif change == "foreign-runtime-class":
         spec["runtimeClassName"] = "e2e-foreign"
     elif change == "exclude-outbound":
@@ -108,13 +123,13 @@ def _variant(change: str, namespace: str) -> dict[str, Any]:
     elif change == "host-aliases":
         spec["hostAliases"] = [{"ip": "169.254.169.254", "hostnames": ["api.frankfurter.app"]}]
     elif change == "net-admin":
-        container["securityContext"]["capabilities"]["add"] = ["NET_ADMIN"]
+        container["securityContext"] = {"capabilities": {"add": ["NET_ADMIN"]}}
     elif change == "share-process-namespace":
         spec["shareProcessNamespace"] = True
     elif change == "sysctls":
-        spec["securityContext"]["sysctls"] = [
-            {"name": "net.ipv4.ip_local_port_range", "value": "1024 65000"}
-        ]
+        spec["securityContext"] = {
+            "sysctls": [{"name": "net.ipv4.ip_local_port_range", "value": "1024 65000"}]
+        }
     elif change == "kata-annotation":
         meta["annotations"] = {"io.katacontainers.config.hypervisor.kernel_params": "x"}
     elif change == "inject-false":
@@ -133,7 +148,8 @@ ESCAPES = {
     "host-path": "pod.host-path",
     "privileged": "pod.privileged",
     "proxy-uid": "pod.proxy-identity",
-    "image-identity": "pod.explicit-identity",
+    "root": "pod.run-as-non-root",
+    "privilege-escalation": "pod.no-privilege-escalation",
     "foreign-runtime-class": "pod.runtime-class",
     "exclude-outbound": "pod.istio-capture-annotations",
     "istio-proxy-container": "pod.istio-reserved-names",
@@ -235,3 +251,47 @@ def test_a_real_create_stores_the_mutated_pod(cluster: Cluster) -> None:
             "--wait=false",
             "--ignore-not-found",
         )
+
+
+def test_the_demo_pod_is_admitted_and_given_a_safe_identity(cluster: Cluster) -> None:
+    code, pod, stderr = _dry_run(demo_pod(cluster.namespace))
+    assert code == 0, stderr
+    assert pod is not None
+    assert_identity_filled(pod)
+    assert "securityContext.runAsUser=10001" in stderr, "the fill is explained in a warning"
+
+
+def test_a_replicaset_made_pod_with_nothing_set_is_admitted_and_stored_safe(
+    cluster: Cluster,
+) -> None:
+    name = "identity-rs"
+    labels = {"app": name}
+    replicaset = {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {"name": name, "namespace": cluster.namespace},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "agent", "image": "registry.example.com/a:1"}]},
+            },
+        },
+    }
+    created = apply(replicaset)
+    assert created.returncode == 0, created.stderr
+    try:
+        pods: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 60
+        while not pods and time.monotonic() < deadline:
+            listed = kubectl("-n", cluster.namespace, "get", "pods", "-l", f"app={name}",
+                             "-o", "json", check=True)
+            pods = json.loads(listed.stdout)["items"]
+            time.sleep(0 if pods else 1)
+        assert pods, "the ReplicaSet controller created no pod (was it refused? see events)"
+        assert_identity_filled(pods[0])
+        assert pods[0]["spec"]["runtimeClassName"] == "kata"
+    finally:
+        kubectl("-n", cluster.namespace, "delete", "replicaset", name, "--wait=false",
+                "--ignore-not-found")

@@ -44,13 +44,17 @@ def container(name: str = "agent", *, request: str | None = None, limit: str | N
     return body
 
 
-def identity(uid: int = 10001, gid: int = 10001) -> dict[str, Any]:
-    """An explicit pod-level identity, which ``pod.explicit-identity`` requires.
+# A container's share of the run-time identity guarantee, as the mutating webhook fills it.
+HARDENED = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def identity(uid: int = 10001, gid: int = 10001, **more: Any) -> dict[str, Any]:
+    """An explicit pod-level identity (the mutating webhook fills one in when absent).
 
     ``pod`` sets it unless the caller passes its own ``securityContext`` (``None`` or ``{}``
     to build a pod whose image would pick its identity).
     """
-    return {"runAsUser": uid, "runAsGroup": gid}
+    return {"runAsUser": uid, "runAsGroup": gid, **more}
 
 
 def pod(*containers: dict[str, Any], labels: dict[str, str] | None = None,

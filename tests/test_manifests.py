@@ -211,6 +211,12 @@ def test_pod_entries_select_enforced_namespaces_and_warn_twins_use_warn_paths(
         ("pods/ephemeralcontainers", ("UPDATE",)),
         ("pods/resize", ("UPDATE",)),
     }
+    # kubectl debug's containers are hardened by the mutating webhook, in both modes.
+    for name in ("mutate.pods.agentsandbox.io", "mutate.pods-warn.agentsandbox.io"):
+        mutate = next(w for w in pod_entries if w["name"] == name)
+        assert {(r, tuple(rule["operations"])) for rule in mutate["rules"]
+                for r in rule["resources"]} == {("pods", ("CREATE",)),
+                                                ("pods/ephemeralcontainers", ("UPDATE",))}
 
 
 def test_every_namespace_with_either_label_value_gets_exactly_one_path(

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.podkit import container, pod, policy, review
+from tests.podkit import HARDENED, container, identity, pod, policy, review
 from webhook.config.policy import Policy
 from webhook.policies.pods import check_pod_template
 
@@ -70,9 +70,10 @@ def test_a_template_with_an_escape_is_refused(name: str) -> None:
 
 
 def test_a_compliant_template_gets_no_warnings() -> None:
-    template = pod(container(request="2Gi", limit="2Gi"), runtimeClassName="kata",
-                   labels={"sidecar.istio.io/inject": "true"}, dnsPolicy="None",
-                   dnsConfig=DEFAULT_DNS)
+    template = pod(container(request="2Gi", limit="2Gi", securityContext=HARDENED),
+                   runtimeClassName="kata", labels={"sidecar.istio.io/inject": "true"},
+                   dnsPolicy="None", dnsConfig=DEFAULT_DNS,
+                   securityContext=identity(runAsNonRoot=True))
     verdict = check(template)
     assert verdict.violations == ()
     assert verdict.warnings == ()

@@ -27,7 +27,7 @@ from pydantic import (
 
 from webhook.config.quantity import parse_quantity
 from webhook.config.yamlfile import parse_model, read_source
-from webhook.core.rules import RULES, Mode
+from webhook.core.rules import RETIRED, RULES, Mode
 
 DEFAULT_POLICY_RESOURCE = "defaults/policy.yaml"
 
@@ -99,6 +99,20 @@ class IstioConfig(_Strict):
     proxy_gid: int = Field(1337, alias="proxyGID", ge=0)
 
 
+class IdentityConfig(_Strict):
+    """The run-time identity agent containers get when their pod leaves it unset.
+
+    ``fillUnset`` on: the mutating webhook sets what is missing (pod-level runAsUser,
+    runAsGroup, runAsNonRoot; per container allowPrivilegeEscalation false and drop ALL).
+    Off: a missing field is refused instead, under the same rule. Never root, never the
+    proxy's IDs (checked against ``istio`` in ``Policy``).
+    """
+
+    fill_unset: bool = Field(True, alias="fillUnset")
+    run_as_user: int = Field(10001, alias="runAsUser", ge=1, le=2**31 - 1)
+    run_as_group: int = Field(10001, alias="runAsGroup", ge=1, le=2**31 - 1)
+
+
 class Policy(_Strict):
     """The whole policy file. Field names are camelCase in YAML, like Kubernetes objects."""
 
@@ -107,7 +121,19 @@ class Policy(_Strict):
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     dns: DNSConfig = Field(default_factory=DNSConfig)
     istio: IstioConfig = Field(default_factory=IstioConfig)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
     rules: dict[str, Mode] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _default_identity_is_not_the_proxys(self) -> Policy:
+        # A default identity equal to the proxy's would itself be the escape it exists to stop.
+        if self.identity.run_as_user == self.istio.proxy_uid:
+            raise ValueError(f"identity.runAsUser {self.identity.run_as_user} is the Istio "
+                             "proxy's UID (istio.proxyUID); choose another")
+        if self.identity.run_as_group == self.istio.proxy_gid:
+            raise ValueError(f"identity.runAsGroup {self.identity.run_as_group} is the Istio "
+                             "proxy's GID (istio.proxyGID); choose another")
+        return self
 
     @field_validator("rules", mode="before")
     @classmethod
@@ -120,6 +146,10 @@ class Policy(_Strict):
     @field_validator("rules")
     @classmethod
     def _known_rules(cls, value: dict[str, Mode]) -> dict[str, Mode]:
+        retired = sorted(set(value) & set(RETIRED))
+        if retired:
+            raise ValueError("; ".join(f"rule id {old} was replaced by {', '.join(RETIRED[old])}"
+                                       for old in retired) + " (see README.md)")
         unknown = sorted(set(value) - set(RULES))
         if unknown:
             raise ValueError(f"unknown rule id(s) {', '.join(unknown)}; known ids are listed "

@@ -4,7 +4,8 @@ This module owns the *names* of rules and what they mean to an operator. It deli
 holds no logic: the policies under ``webhook.policies`` decide when a rule is broken, and
 ``webhook.config.policy`` lets an operator change a rule's mode. A rule id is a stable public
 interface (it appears in refusals, metrics, audit logs and the policy file), so ids are never
-renamed, only added.
+renamed, only added; a retired id stays in ``RETIRED`` with the ids that replaced it, so
+a policy file naming it fails with a pointer to them.
 """
 
 from __future__ import annotations
@@ -55,9 +56,16 @@ POD_RULES = (
     Rule("pod.capabilities", "Pod", "no added capabilities outside Istio's init container"),
     Rule("pod.proxy-identity", "Pod", "no container, pod, group or fsGroup runs as the Istio "
          "proxy's UID/GID (its traffic would skip capture)"),
-    Rule("pod.explicit-identity", "Pod", "every non-Istio container runs with an explicit "
-         "runAsUser and runAsGroup (pod or container level), so an image's USER cannot pick "
-         "the proxy's identity"),
+    Rule("pod.run-as-non-root", "Pod", "every non-Istio container runs as an explicit UID "
+         "other than root (root can setuid to the proxy's UID); runAsUser is set at pod level "
+         "when unset, runAsNonRoot true"),
+    Rule("pod.run-as-group", "Pod", "every non-Istio container runs with an explicit primary "
+         "GID, so the image's /etc/passwd cannot pick the proxy's (set at pod level when unset)"),
+    Rule("pod.no-privilege-escalation", "Pod", "every non-Istio container has "
+         "allowPrivilegeEscalation false, so no setuid binary gives root (set when unset)"),
+    Rule("pod.drop-capabilities", "Pod", "every non-Istio container drops ALL capabilities "
+         "(or at least SETUID and SETGID), so nothing can change its UID or GID (added when "
+         "missing)"),
     Rule("pod.istio-inject", "Pod", "sidecar injection is on: inject label/annotation true, "
          "our istio.io/rev, no ambient opt-out"),
     Rule("pod.istio-reserved-names", "Pod", "no user container named istio-proxy, istio-init "
@@ -131,6 +139,11 @@ REGISTRY_RULES = (
     Rule("registry.invalid", "ConfigMap", "the egress-registry ConfigMap holds a registry.yaml "
          "that loads"),
 )
+
+# Retired id -> the ids that replaced it (a policy file naming a retired id fails at load).
+RETIRED: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "pod.explicit-identity": ("pod.run-as-non-root", "pod.run-as-group"),
+})
 
 RULES: Mapping[str, Rule] = _catalogue(*POD_RULES, *SERVICEENTRY_RULES, *SKILL_RULES,
                                       *SIDECAR_RULES, *REGISTRY_RULES, *ISTIO_OBJECT_RULES)

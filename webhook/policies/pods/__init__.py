@@ -4,8 +4,10 @@ Every pod this webhook is sent is an agent pod (the webhook configuration select
 namespaces labelled ``agentsandbox.io/enforce: "true"``). This package owns the two
 admission handlers and the pure cores other policies reuse for pod templates:
 
-- ``mutate_pod``: CREATE only; checks everything that can be checked before Istio's
-  injector runs and patches in the runtime class, memory floors, DNS and Istio labels.
+- ``mutate_pod``: CREATE; checks everything that can be checked before Istio's injector
+  runs and patches in the runtime class, memory floors, DNS, Istio labels and the run-time
+  identity fields the pod leaves unset. UPDATE of ``pods/ephemeralcontainers``: the same
+  identity hardening for the containers ``kubectl debug`` adds.
 - ``validate_pod``: CREATE (the final pod, after every mutating webhook), UPDATE of
   ``pods/ephemeralcontainers`` (the added containers) and of ``pods/resize`` (the floor).
 - ``mutate_pod_object`` / ``validate_pod_object`` / ``check_pod_template``: the same logic
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 from webhook.core.review import Request
 from webhook.policies.context import Context
-from webhook.policies.pods.mutate import mutate_pod_object
+from webhook.policies.pods.mutate import mutate_ephemeral, mutate_pod_object
 from webhook.policies.pods.template import check_pod_template
 from webhook.policies.pods.validate import check_new_ephemeral, check_resize, validate_pod_object
 from webhook.policies.result import Verdict
@@ -30,8 +32,12 @@ __all__ = ["check_pod_template", "mutate_pod", "mutate_pod_object", "validate_po
 
 
 def mutate_pod(request: Request, context: Context) -> Verdict:
-    """The mutating handler: only a pod's CREATE is patched; everything else passes."""
-    if request.operation != "CREATE" or request.sub_resource or request.object is None:
+    """The mutating handler: a pod's CREATE, and containers ``kubectl debug`` adds."""
+    if request.object is None:
+        return Verdict()
+    if request.operation == "UPDATE" and request.sub_resource == "ephemeralcontainers":
+        return mutate_ephemeral(request.object, request.old_object, policy=context.policy)
+    if request.operation != "CREATE" or request.sub_resource:
         return Verdict()
     return mutate_pod_object(request.object, namespace=request.object_namespace,
                              policy=context.policy)

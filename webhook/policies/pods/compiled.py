@@ -47,6 +47,9 @@ class CompiledPolicy:
     require_sidecar: bool
     proxy_uid: int
     proxy_gid: int
+    fill_identity: bool  # identity.fillUnset: set unset identity fields instead of refusing
+    default_uid: int
+    default_gid: int
     checked: frozenset[str]  # rules whose mode is not off
     patching: frozenset[str]  # rules in enforce mode (only those change the object)
     accepted: frozenset[str]  # istio.io/rev values that select our control plane
@@ -143,6 +146,9 @@ def _build(policy: Policy) -> CompiledPolicy:
         require_sidecar=policy.istio.require_sidecar,
         proxy_uid=policy.istio.proxy_uid,
         proxy_gid=policy.istio.proxy_gid,
+        fill_identity=policy.identity.fill_unset,
+        default_uid=policy.identity.run_as_user,
+        default_gid=policy.identity.run_as_group,
         checked=frozenset(rule for rule, mode in modes.items() if mode is not Mode.OFF),
         patching=frozenset(rule for rule, mode in modes.items() if mode is Mode.ENFORCE),
         # Without a configured revision the default control plane injects, and Istio itself

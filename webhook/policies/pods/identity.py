@@ -1,83 +1,320 @@
-"""``pod.explicit-identity``: every non-Istio container names its UID and GID in the spec.
+"""The run-time identity guarantee: no non-Istio container can become the proxy's UID or GID.
 
-Istio's iptables rules return traffic owned by the proxy's UID or GID without redirecting it.
-``pod.proxy-identity`` refuses those IDs when the spec sets them, but a container without
-``runAsUser``/``runAsGroup`` runs as whatever its image's ``USER`` says, which the webhook
-cannot see: an image with ``USER 1337`` (or ``USER 1000:1337``) would skip capture. So this
-rule requires both IDs to be set, on the container or at pod level (the kubelet's own
-precedence: the container's value wins, else the pod's). It never patches an identity in:
-changing the user an image runs as breaks images, so only the pod's author can choose one.
+Istio's iptables return traffic owned by the proxy's UID or GID (``--uid-owner``,
+``--gid-owner``) without redirecting it. ``pod.proxy-identity`` refuses those IDs when the
+spec names them; this module makes sure no process can *become* them at run time:
 
-Owns the check for one container; which containers are Istio's own (exempt: their identity
-is the injector's, set explicitly, and the proxy's is the proxy ID by design) is decided by
-``isolation.classify``. Windows pods are skipped: ``runAsUser``/``runAsGroup`` do not apply to
-them and the iptables capture is Linux's.
+- ``pod.run-as-non-root``: an explicit, non-zero UID (root keeps CAP_SETUID/CAP_SETGID under
+  containerd's and CRI-O's default capability sets, and ``os.setuid(1337)`` is one line) and
+  ``runAsNonRoot`` never false; a container without a UID runs as its image's ``USER``;
+- ``pod.run-as-group``: an explicit primary GID (else the image's ``/etc/passwd`` picks it);
+- ``pod.no-privilege-escalation``: ``allowPrivilegeEscalation: false`` (no_new_privs: a
+  setuid-root binary or file capability gives nothing);
+- ``pod.drop-capabilities``: ``capabilities.drop`` contains ALL (or both SETUID and SETGID).
+
+Safe by construction: what a pod leaves unset is planned as a fill (pod-level
+``runAsUser``/``runAsGroup`` from ``identity`` in the policy and ``runAsNonRoot: true``; per
+container ``allowPrivilegeEscalation: false`` and ``drop: [ALL]``), one change each, never
+over a value the pod or the platform (OpenShift's SCC) already set. What the pod sets against
+the guarantee is refused. With ``identity.fillUnset: false`` a missing field is refused too.
+
+Owns the per-container and pod-level checks and the fill plan; it does not patch (``mutate``
+turns plans into operations), decide which containers are Istio's (``isolation.classify``) or
+check the proxy's IDs themselves (``isolation``). Windows pods are out of scope: these fields
+and the iptables capture are Linux's.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from webhook.policies.pods.compiled import CompiledPolicy
 from webhook.policies.pods.isolation import Role
 from webhook.policies.pods.walk import ContainerRef, join
-from webhook.policies.result import VerdictBuilder
+from webhook.policies.result import PatchOp, VerdictBuilder
 
-RULE = "pod.explicit-identity"
-KEYS = ("runAsUser", "runAsGroup")
+NON_ROOT = "pod.run-as-non-root"
+GROUP = "pod.run-as-group"
+NO_ESCALATION = "pod.no-privilege-escalation"
+DROP = "pod.drop-capabilities"
+RULES = (NON_ROOT, GROUP, NO_ESCALATION, DROP)
 ISTIO_ROLES = frozenset({Role.PROXY, Role.IPTABLES_INIT, Role.CNI_VALIDATION})
+_SETID = frozenset({"SETUID", "SETGID"})
 
 
 def applies(spec: dict[str, Any], compiled: CompiledPolicy) -> bool:
-    """Whether the rule is on and the pod is a Linux pod."""
+    """Whether any identity rule is on and the pod is a Linux pod."""
     os = spec.get("os")
     windows = isinstance(os, dict) and os.get("name") == "windows"
-    return RULE in compiled.checked and not windows
-
-
-def pod_security(spec: dict[str, Any]) -> dict[str, Any]:
-    """The pod-level securityContext (empty when absent or malformed: nothing is set)."""
-    security = spec.get("securityContext")
-    return security if isinstance(security, dict) else {}
-
-
-def covers(pod_level: dict[str, Any]) -> bool:
-    """Whether the pod-level securityContext sets both IDs (then every container has them)."""
-    return _is_id(pod_level.get("runAsUser")) and _is_id(pod_level.get("runAsGroup"))
-
-
-_DECIDES = {"runAsUser": "the UID", "runAsGroup": "the primary GID"}
+    return not windows and not compiled.checked.isdisjoint(RULES)
 
 
 def _is_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _proxy_id(key: str, compiled: CompiledPolicy) -> int:
-    return compiled.proxy_uid if key == "runAsUser" else compiled.proxy_gid
+def _context(owner: dict[str, Any]) -> dict[str, Any] | None:
+    """``owner.securityContext`` as a dict ({} when absent), None when it is not an object."""
+    value = owner.get("securityContext")
+    if value is None:
+        return {}
+    return value if isinstance(value, dict) else None
+
+
+def pod_security(spec: dict[str, Any]) -> dict[str, Any]:
+    """The pod-level securityContext ({} when absent or malformed: ``check_pod_level`` says)."""
+    return _context(spec) or {}
+
+
+def _capability(name: Any) -> str:
+    return name.upper().removeprefix("CAP_") if isinstance(name, str) else ""
+
+
+def drops_setid(capabilities: Any) -> bool | None:
+    """True when ``drop`` covers SETUID and SETGID, False when not, None when malformed."""
+    if capabilities is None:
+        return False
+    if not isinstance(capabilities, dict):
+        return None
+    drop = capabilities.get("drop")
+    if drop is None:
+        return False
+    if not isinstance(drop, list):
+        return None
+    names = {_capability(name) for name in drop}
+    return "ALL" in names or names >= _SETID
+
+
+def check_pod_level(spec: dict[str, Any], *, compiled: CompiledPolicy,
+                    builder: VerdictBuilder, path: str) -> None:
+    """What the pod-level securityContext sets against the guarantee (reported once)."""
+    security = _context(spec)
+    where = join(path, "spec.securityContext")
+    if security is None:
+        if NON_ROOT in compiled.checked:
+            builder.violate(NON_ROOT, where, "must be an object; fix the pod's securityContext")
+        return
+    if NON_ROOT not in compiled.checked:
+        return
+    uid = security.get("runAsUser")
+    if uid is not None and (not _is_id(uid) or uid == 0):
+        builder.violate(NON_ROOT, f"{where}.runAsUser", _root_message(uid))
+    if security.get("runAsNonRoot") is False:
+        builder.violate(NON_ROOT, f"{where}.runAsNonRoot", "is false, which lets containers "
+                        "run as root, and root can setuid to the Istio proxy's UID, whose "
+                        "traffic skips capture; remove it (the webhook sets it to true)")
+    if GROUP in compiled.checked:
+        gid = security.get("runAsGroup")
+        if gid is not None and not _is_id(gid):
+            builder.violate(GROUP, f"{where}.runAsGroup", f"is {gid!r}, not a GID; set a "
+                            "number or remove it")
+
+
+def _root_message(uid: Any) -> str:
+    if not _is_id(uid):
+        return f"is {uid!r}, not a UID; set a non-root number or remove it"
+    return ("is 0 (root), and root can setuid to the Istio proxy's UID, whose traffic skips "
+            "capture; remove it (the webhook sets a non-root UID) or set a non-root UID")
 
 
 def check_container(ref: ContainerRef, role: Role, pod_level: dict[str, Any], *,
-                    compiled: CompiledPolicy, builder: VerdictBuilder, path: str) -> None:
-    """Refuse ``ref`` unless its effective runAsUser and runAsGroup are both set.
+                    compiled: CompiledPolicy, builder: VerdictBuilder, path: str,
+                    final: bool) -> None:
+    """Refuse what ``ref`` sets against the guarantee, and what it lacks unless it is filled.
 
-    ``pod_level`` is the pod's securityContext: it applies to every container kind,
-    ephemeral ones included. ``path`` is the pod's display path (for the fix hint).
+    ``pod_level`` is the pod's securityContext (``{}`` when absent or malformed: the pod-level
+    check reports that); it applies to every container kind, ephemeral ones included.
+    Before injection (``final=False``) with ``identity.fillUnset`` on, a missing field is the
+    mutating webhook's to set, so only explicit settings are refused.
     """
     if role in ISTIO_ROLES:
         return
-    security = ref.body.get("securityContext")
-    security = security if isinstance(security, dict) else {}
-    missing = [key for key in KEYS
-               if not _is_id(security.get(key)) and not _is_id(pod_level.get(key))]
-    if not missing:
+    on = compiled.checked.__contains__
+    security = _context(ref.body)
+    where = join(ref.path, "securityContext")
+    if security is None:
+        if on(NON_ROOT):
+            builder.violate(NON_ROOT, where, "must be an object; fix the container's "
+                            "securityContext")
         return
-    what = " or ".join(missing)
-    decides = " and ".join(_DECIDES[key] for key in missing)
-    proxy = "/".join(dict.fromkeys(str(_proxy_id(key, compiled)) for key in missing))
-    builder.violate(RULE, join(ref.path, "securityContext"),
-                    f"no {what} at container or pod level, so the image's USER decides "
-                    f"{decides} and could be the Istio proxy's ({proxy}), whose traffic "
-                    "skips capture; set "
-                    f"{join(path, 'spec.securityContext')}.runAsUser and runAsGroup "
-                    "(e.g. 10001)")
+    missing = _MissingReporter(builder, compiled=compiled, where=where, path=path,
+                               fills=compiled.fill_identity and not final, final=final)
+    if on(NON_ROOT):
+        uid = security.get("runAsUser")
+        if uid is not None:
+            if not _is_id(uid) or uid == 0:
+                builder.violate(NON_ROOT, f"{where}.runAsUser", _root_message(uid))
+        elif pod_level.get("runAsUser") is None:
+            missing.report(NON_ROOT, "runAsUser", "is not set at container or pod level, so "
+                           "the image's USER decides the UID, and root (or the proxy's UID) "
+                           "would skip capture")
+        if security.get("runAsNonRoot") is False:
+            builder.violate(NON_ROOT, f"{where}.runAsNonRoot", "is false, which lets the "
+                            "container run as root, and root can setuid to the Istio proxy's "
+                            "UID; remove it")
+    if on(GROUP):
+        gid = security.get("runAsGroup")
+        if gid is not None and not _is_id(gid):
+            builder.violate(GROUP, f"{where}.runAsGroup", f"is {gid!r}, not a GID; set a "
+                            "number or remove it")
+        elif gid is None and pod_level.get("runAsGroup") is None:
+            missing.report(GROUP, "runAsGroup", "is not set at container or pod level, so "
+                           "the image's /etc/passwd picks the primary GID, which could be the "
+                           "Istio proxy's")
+    if on(NO_ESCALATION):
+        escalation = security.get("allowPrivilegeEscalation")
+        if escalation is None:
+            missing.report(NO_ESCALATION, "allowPrivilegeEscalation", "is not set, so a "
+                           "setuid-root binary in the image gives root, and root can setuid "
+                           "to the proxy's UID")
+        elif escalation is not False:
+            builder.violate(NO_ESCALATION, f"{where}.allowPrivilegeEscalation", f"is "
+                            f"{_text(escalation)}: a setuid-root binary in the image gives root, "
+                            "and root can setuid to the Istio proxy's UID; set it to false "
+                            "(or remove it: the webhook sets false)")
+    if on(DROP):
+        drops = drops_setid(security.get("capabilities"))
+        if drops is None:
+            builder.violate(DROP, f"{where}.capabilities", "must be an object with a drop "
+                            "list; set capabilities.drop: [ALL]")
+        elif not drops:
+            missing.report(DROP, "capabilities.drop", "does not include ALL (or SETUID and "
+                           "SETGID), so a process can change its UID or GID to the proxy's")
+
+
+class _MissingReporter:
+    """Turns "this field is unset" into a refusal, unless the mutating webhook will fill it."""
+
+    __slots__ = ("builder", "compiled", "fills", "final", "path", "where")
+
+    def __init__(self, builder: VerdictBuilder, *, compiled: CompiledPolicy, where: str,
+                 path: str, fills: bool, final: bool) -> None:
+        self.builder, self.compiled, self.where = builder, compiled, where
+        self.path, self.fills, self.final = path, fills, final
+
+    def report(self, rule: str, key: str, what: str) -> None:
+        if self.fills:
+            return
+        if key in ("runAsUser", "runAsGroup"):
+            value = (self.compiled.default_uid if key == "runAsUser"
+                     else self.compiled.default_gid)
+            fix = (f"set {join(self.path, 'spec.securityContext')}.{key} (e.g. {value}) or "
+                   "set it on the container")
+        else:
+            fix = f"set {key}: {'[ALL]' if key == 'capabilities.drop' else 'false'}"
+        if self.final and self.compiled.fill_identity:
+            fix += " (the mutating webhook sets it: is it installed?)"
+        self.builder.violate(rule, f"{self.where}.{key}", f"{what}; {fix}")
+
+
+class Fill(NamedTuple):
+    """One field the mutating webhook sets, with the operations (parents added first)."""
+
+    rule: str
+    ops: tuple[PatchOp, ...]
+    note: str
+
+
+class _Parents:
+    """Which securityContext maps exist (or are added by patching fills before this one)."""
+
+    __slots__ = ("_present",)
+
+    def __init__(self) -> None:
+        self._present: set[str] = set()
+
+    def ops(self, pointers: list[tuple[str, bool]], *, patching: bool) -> list[PatchOp]:
+        """``add {}`` for each (pointer, exists) not there yet; remembered only if patching."""
+        ops: list[PatchOp] = []
+        for pointer, exists in pointers:
+            if exists or pointer in self._present:
+                continue
+            ops.append({"op": "add", "path": pointer, "value": {}})
+            if patching:
+                self._present.add(pointer)
+        return ops
+
+
+def plan_fills(spec: dict[str, Any], refs: list[ContainerRef], *, compiled: CompiledPolicy,
+               pointer: str, pod_level: bool = True) -> list[Fill]:
+    """Every field of the guarantee ``refs`` leave unset, as fills (empty when filling is off).
+
+    ``pod_level=False`` is the ``pods/ephemeralcontainers`` subresource, where only the new
+    containers may change: their UID, GID and runAsNonRoot are then set on the container.
+    Malformed contexts get no fill (the checks refuse them).
+    """
+    if not compiled.fill_identity or not applies(spec, compiled):
+        return []
+    on, patching = compiled.checked.__contains__, compiled.patching.__contains__
+    parents = _Parents()
+    fills: list[Fill] = []
+    pod_security = _context(spec)
+    if pod_security is None:
+        return []
+    if pod_level:
+        pod_pointer = f"{pointer}/spec/securityContext"
+        exists = spec.get("securityContext") is not None
+        for rule, key, value, needed in (
+                (NON_ROOT, "runAsUser", compiled.default_uid, _inherits(refs, "runAsUser")),
+                (GROUP, "runAsGroup", compiled.default_gid, _inherits(refs, "runAsGroup")),
+                (NON_ROOT, "runAsNonRoot", True, True)):
+            if on(rule) and needed and pod_security.get(key) is None:
+                ops = parents.ops([(pod_pointer, exists)], patching=patching(rule))
+                ops.append({"op": "add", "path": f"{pod_pointer}/{key}", "value": value})
+                fills.append(Fill(rule, tuple(ops), f"set securityContext.{key}="
+                                  f"{_text(value)}"))
+    for ref in refs:
+        security = _context(ref.body)
+        if security is None:
+            continue
+        own = f"{ref.pointer}/securityContext"
+        exists = ref.body.get("securityContext") is not None
+        wanted: list[tuple[str, str, Any]] = []
+        if not pod_level:
+            for rule, key, value in ((NON_ROOT, "runAsUser", compiled.default_uid),
+                                     (GROUP, "runAsGroup", compiled.default_gid)):
+                if security.get(key) is None and pod_security.get(key) is None:
+                    wanted.append((rule, key, value))
+            if security.get("runAsNonRoot") is None and pod_security.get("runAsNonRoot") is None:
+                wanted.append((NON_ROOT, "runAsNonRoot", True))
+        if security.get("allowPrivilegeEscalation") is None:
+            wanted.append((NO_ESCALATION, "allowPrivilegeEscalation", False))
+        for rule, key, value in wanted:
+            if on(rule):
+                ops = parents.ops([(own, exists)], patching=patching(rule))
+                ops.append({"op": "add", "path": f"{own}/{key}", "value": value})
+                fills.append(Fill(rule, tuple(ops), f"set {ref.short}.securityContext.{key}="
+                                  f"{_text(value)}"))
+        if on(DROP) and drops_setid(security.get("capabilities")) is False:
+            fills.append(_drop_fill(ref, security, parents, own=own, exists=exists,
+                                    patching=patching(DROP)))
+    return fills
+
+
+def _drop_fill(ref: ContainerRef, security: dict[str, Any], parents: _Parents, *, own: str,
+               exists: bool, patching: bool) -> Fill:
+    capabilities = security.get("capabilities")
+    drop = capabilities.get("drop") if isinstance(capabilities, dict) else None
+    where = f"{ref.short}.securityContext.capabilities.drop"
+    if isinstance(drop, list):
+        return Fill(DROP, ({"op": "add", "path": f"{own}/capabilities/drop/-", "value": "ALL"},),
+                    f"add ALL to {where} (was {', '.join(map(str, drop)) or 'empty'})")
+    ops = parents.ops([(own, exists), (f"{own}/capabilities", capabilities is not None)],
+                      patching=patching)
+    ops.append({"op": "add", "path": f"{own}/capabilities/drop", "value": ["ALL"]})
+    return Fill(DROP, tuple(ops), f"set {where}=[ALL]")
+
+
+def _inherits(refs: list[ContainerRef], key: str) -> bool:
+    """Whether some container has no ``key`` of its own (so the pod-level one applies)."""
+    for ref in refs:
+        security = ref.body.get("securityContext")
+        if not isinstance(security, dict) or security.get(key) is None:
+            return True
+    return False
+
+
+def _text(value: Any) -> str:
+    """A value as YAML shows it (true/false, numbers), for notes and messages."""
+    return "true" if value is True else "false" if value is False else (
+        str(value) if isinstance(value, int) else repr(value))

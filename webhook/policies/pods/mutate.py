@@ -15,14 +15,20 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from webhook.config.policy import Policy
-from webhook.policies.pods import dns, istio, memory
+from webhook.policies.pods import dns, identity, istio, memory
 from webhook.policies.pods.compiled import CompiledPolicy, compile_policy
-from webhook.policies.pods.validate import RUNTIME_RULE, check_parts, pod_maps
-from webhook.policies.pods.walk import display_from_pointer, escape
+from webhook.policies.pods.validate import (
+    RUNTIME_RULE,
+    check_new_ephemeral,
+    check_parts,
+    new_ephemeral,
+    pod_maps,
+)
+from webhook.policies.pods.walk import containers, display_from_pointer, escape, pod_parts
 from webhook.policies.result import PatchOp, Verdict, VerdictBuilder
 
 ENFORCED_ANNOTATION = "agentsandbox.io/enforced"
-MUTATING_RULES = (RUNTIME_RULE, memory.RULE, dns.RULE, "pod.istio-inject")
+MUTATING_RULES = (RUNTIME_RULE, memory.RULE, dns.RULE, "pod.istio-inject", *identity.RULES)
 _ENFORCED_KEY = escape(ENFORCED_ANNOTATION)  # the pointer segment, escaped once
 
 
@@ -99,6 +105,12 @@ def plan_pod(pod: dict[str, Any], *, namespace: str, compiled: CompiledPolicy, p
                                        pointer=pointer):
             planned.append(Planned(dns.RULE, "dnsConfig", ops_, note))
 
+    refs = containers(spec, pointer=pointer, path=path)
+    planned.extend(Planned(fill.rule, "securityContext", fill.ops, fill.note)
+                   for fill in identity.plan_fills(spec, refs, compiled=compiled,
+                                                   pointer=pointer)
+                   if fill.rule not in refused)
+
     if memory.RULE in compiled.checked:
         planned.extend(_plan_memory(sizings, annotations, compiled=compiled, path=path,
                                     builder=builder))
@@ -174,10 +186,35 @@ def mutate_pod_object(pod: dict[str, Any], *, namespace: str, policy: Policy,
     """Pre-injection checks and the patch for one raw pod; op paths start with ``pointer``."""
     compiled = compile_policy(policy)
     builder = VerdictBuilder()
-    for change in plan_pod(pod, namespace=namespace, compiled=compiled, pointer=pointer,
-                           builder=builder):
+    _record(plan_pod(pod, namespace=namespace, compiled=compiled, pointer=pointer,
+                     builder=builder), compiled=compiled, builder=builder)
+    return builder.build()
+
+
+def mutate_ephemeral(pod: dict[str, Any], old: dict[str, Any] | None, *,
+                     policy: Policy) -> Verdict:
+    """``pods/ephemeralcontainers``: harden the containers ``kubectl debug`` adds.
+
+    Only ``spec.ephemeralContainers`` may change through this subresource, so every identity
+    field the pod level does not already give is set on the new container itself.
+    """
+    compiled = compile_policy(policy)
+    checked = check_new_ephemeral(pod, old, policy=policy, final=False)
+    builder = VerdictBuilder(violations=list(checked.violations))
+    _, spec = pod_parts(pod, path="")
+    refused = {violation.rule for violation in checked.violations}
+    fills = identity.plan_fills(spec, new_ephemeral(pod, old), compiled=compiled, pointer="",
+                                pod_level=False)
+    _record([Planned(fill.rule, "securityContext", fill.ops, fill.note) for fill in fills
+             if fill.rule not in refused], compiled=compiled, builder=builder)
+    return builder.build()
+
+
+def _record(changes: list[Planned], *, compiled: CompiledPolicy,
+            builder: VerdictBuilder) -> None:
+    """Enforced rules patch; warned rules say what they would do."""
+    for change in changes:
         if change.rule in compiled.patching:
             builder.mutate(change.rule, change.field, change.ops, change.note)
         elif not change.marker:
             builder.warn(f"[{change.rule}] would {change.note}")
-    return builder.build()

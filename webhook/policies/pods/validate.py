@@ -18,6 +18,7 @@ from webhook.policies.pods.compiled import CompiledPolicy, compile_policy
 from webhook.policies.pods.walk import (
     CONTAINERS,
     EPHEMERAL_CONTAINERS,
+    ContainerRef,
     containers,
     iter_containers,
     join,
@@ -102,11 +103,10 @@ def check_parts(parts: PodMaps, *, compiled: CompiledPolicy, builder: VerdictBui
                               path=path)
 
     refs = containers(spec, pointer=pointer, path=path)
-    explicit = identity.applies(spec, compiled)
+    guarded = identity.applies(spec, compiled)
     pod_security = identity.pod_security(spec)
-    # Fast path: both IDs set at pod level cover every container (the usual agent pod).
-    if explicit and identity.covers(pod_security):
-        explicit = False
+    if guarded:
+        identity.check_pod_level(spec, compiled=compiled, builder=builder, path=path)
     reserved = "pod.istio-reserved-names" in compiled.checked
     sizing_memory = memory.RULE in compiled.checked
     # Memory problems go to a side builder, spliced in at their place once the pass is done.
@@ -118,9 +118,9 @@ def check_parts(parts: PodMaps, *, compiled: CompiledPolicy, builder: VerdictBui
         if reserved and ref.name in istio.RESERVED_NAMES:
             istio.check_reserved_name(ref, compiled=compiled, builder=builder, final=final)
         isolation.check_container(ref, role, compiled=compiled, builder=builder)
-        if explicit:
+        if guarded:
             identity.check_container(ref, role, pod_security, compiled=compiled,
-                                     builder=builder, path=path)
+                                     builder=builder, path=path, final=final)
         if sizing_memory and ref.kind == CONTAINERS and ref.name != memory.PROXY_CONTAINER:
             sizing = memory.read_sizing(ref, builder=memory_builder)
             usable = usable and sizing.usable
@@ -148,28 +148,36 @@ def validate_pod_object(pod: dict[str, Any], *, policy: Policy, final: bool, pat
     return builder.build()
 
 
-def check_new_ephemeral(pod: dict[str, Any], old: dict[str, Any] | None, *,
-                        policy: Policy) -> Verdict:
-    """``pods/ephemeralcontainers``: the containers ``kubectl debug`` adds, and only those."""
-    compiled = compile_policy(policy)
-    builder = VerdictBuilder()
+def new_ephemeral(pod: dict[str, Any], old: dict[str, Any] | None) -> list[ContainerRef]:
+    """The ephemeral containers of ``pod`` that ``old`` did not have (by name)."""
     _, spec = pod_parts(pod, path="")
     known: set[str] = set()
     if isinstance(old, dict):
         _, old_spec = pod_parts(old, path="")
         known = {ref.name for ref in iter_containers(old_spec, pointer="", path="",
                                                      kinds=(EPHEMERAL_CONTAINERS,))}
-    explicit = identity.applies(spec, compiled)
+    return [ref for ref in containers(spec, pointer="", path="", kinds=(EPHEMERAL_CONTAINERS,))
+            if not (ref.name and ref.name in known)]
+
+
+def check_new_ephemeral(pod: dict[str, Any], old: dict[str, Any] | None, *,
+                        policy: Policy, final: bool = True) -> Verdict:
+    """``pods/ephemeralcontainers``: the containers ``kubectl debug`` adds, and only those.
+
+    ``final=False`` is the mutating stage, where unset identity fields are still to be filled.
+    """
+    compiled = compile_policy(policy)
+    builder = VerdictBuilder()
+    _, spec = pod_parts(pod, path="")
+    guarded = identity.applies(spec, compiled)
     # The pod-level securityContext applies to ephemeral containers too.
     pod_security = identity.pod_security(spec)
-    for ref in iter_containers(spec, pointer="", path="", kinds=(EPHEMERAL_CONTAINERS,)):
-        if ref.name and ref.name in known:
-            continue
+    for ref in new_ephemeral(pod, old):
         istio.check_reserved_name(ref, compiled=compiled, builder=builder, final=False)
         isolation.check_container(ref, isolation.Role.APP, compiled=compiled, builder=builder)
-        if explicit:
+        if guarded:
             identity.check_container(ref, isolation.Role.APP, pod_security, compiled=compiled,
-                                     builder=builder, path="")
+                                     builder=builder, path="", final=final)
     return builder.build()
 
 

@@ -295,3 +295,23 @@ def test_a_replicaset_made_pod_with_nothing_set_is_admitted_and_stored_safe(
     finally:
         kubectl("-n", cluster.namespace, "delete", "replicaset", name, "--wait=false",
                 "--ignore-not-found")
+
+
+def test_a_live_pod_can_be_labelled_but_not_unsealed(cluster: Cluster) -> None:
+    name = "currency-agent-live"
+    created = apply(agent_pod(cluster.namespace, name=name))
+    assert created.returncode == 0, created.stderr
+    pod = ("-n", cluster.namespace)
+    try:
+        labelled = kubectl(*pod, "label", "pod", name, "agentsandbox.io/skill=currency-rates")
+        assert labelled.returncode == 0, labelled.stderr
+        image = kubectl(*pod, "set", "image", f"pod/{name}",
+                        "agent=registry.example.com/agents/currency:1.1")
+        assert image.returncode == 0, image.stderr
+        narrowed = kubectl(*pod, "annotate", "pod", name,
+                           "traffic.sidecar.istio.io/excludeOutboundIPRanges=0.0.0.0/0")
+        assert narrowed.returncode != 0, "a capture-narrowing annotation was added"
+        assert "[pod.istio-capture-annotations]" in narrowed.stderr, narrowed.stderr
+    finally:
+        kubectl(*pod, "delete", "pod", name, "--grace-period=0", "--force", "--wait=false",
+                "--ignore-not-found")

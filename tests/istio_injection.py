@@ -5,10 +5,16 @@ Renders what ``istio-sidecar-injector`` adds to a pod labelled ``sidecar.istio.i
 NET_ADMIN/NET_RAW, ``istio-proxy`` as a container), ``native`` (the same, with ``istio-proxy``
 as an init container with ``restartPolicy: Always``) and ``cni`` (``istio-validation`` running
 ``--run-validation --skip-rule-apply`` as the proxy UID, and the annotations the CNI plugin
-reads). The ``traffic.sidecar.istio.io/*`` annotations render into the iptables arguments the
-way the template renders them (``-i``, ``-x``, ``-q``, ``-o``, ``-k``, ``-c``), so tests can
-show what a capture-narrowing annotation would do. It returns a new pod; the input is not
-touched. It is a simulator for tests, not Istio.
+reads). The pod's ``sidecar.istio.io/nativeSidecar`` annotation picks native or not, as in
+Istio >= 1.24 (``honours_native_annotation=False`` is an older Istio that ignores it).
+Init containers are ordered the way Istio's ``reorderPod`` orders them: with a native proxy,
+``istio-init``/``istio-validation`` then ``istio-proxy`` come first; otherwise
+``istio-validation`` first and ``istio-init`` LAST, after the pod's own init containers.
+Volumes and the proxy's mounts follow Istio's golden files. The
+``traffic.sidecar.istio.io/*`` annotations render into the iptables arguments the way the
+template renders them (``-i``, ``-x``, ``-q``, ``-o``, ``-k``, ``-c``), so tests can show what a
+capture-narrowing annotation would do. It returns a new pod; the input is not touched. It is a
+simulator for tests, not Istio.
 """
 
 from __future__ import annotations
@@ -19,8 +25,35 @@ from typing import Any
 
 PROXY_IMAGE = "docker.io/istio/proxyv2:1.28.0"
 MODES = ("classic", "native", "cni")
+NATIVE_ANNOTATION = "sidecar.istio.io/nativeSidecar"
 VOLUMES = ("workload-socket", "credential-socket", "workload-certs", "istio-envoy",
            "istio-data", "istio-podinfo", "istio-token", "istiod-ca-cert", "istio-ca-crl")
+# Where istio-proxy mounts each volume, in the order of Istio's golden files.
+PROXY_MOUNTS = (("workload-socket", "/var/run/secrets/workload-spiffe-uds"),
+                ("credential-socket", "/var/run/secrets/credential-uds"),
+                ("workload-certs", "/var/run/secrets/workload-spiffe-credentials"),
+                ("istiod-ca-cert", "/var/run/secrets/istio"),
+                ("istio-ca-crl", "/var/run/secrets/istio/crl"),
+                ("istio-data", "/var/lib/istio/data"),
+                ("istio-envoy", "/etc/istio/proxy"),
+                ("istio-token", "/var/run/secrets/tokens"),
+                ("istio-podinfo", "/etc/istio/pod"))
+
+
+def _volumes() -> list[dict[str, Any]]:
+    """Istio's volumes with their sources (a volume without one defaults to emptyDir)."""
+    sources: dict[str, dict[str, Any]] = {
+        "istio-envoy": {"emptyDir": {"medium": "Memory"}},
+        "istio-data": {"emptyDir": {}},
+        "istio-podinfo": {"downwardAPI": {"items": [
+            {"fieldRef": {"fieldPath": "metadata.labels"}, "path": "labels"},
+            {"fieldRef": {"fieldPath": "metadata.annotations"}, "path": "annotations"}]}},
+        "istio-token": {"projected": {"sources": [{"serviceAccountToken": {
+            "audience": "istio-ca", "expirationSeconds": 43200, "path": "istio-token"}}]}},
+        "istiod-ca-cert": {"configMap": {"name": "istio-ca-root-cert"}},
+        "istio-ca-crl": {"configMap": {"name": "istio-ca-crl", "optional": True}},
+    }
+    return [{"name": name, **sources.get(name, {"emptyDir": {}})} for name in VOLUMES]
 
 
 def _annotation(annotations: dict[str, Any], key: str, default: str) -> str:
@@ -89,8 +122,7 @@ def _proxy_container(pod: dict[str, Any], *, proxy_uid: int) -> dict[str, Any]:
                             "capabilities": {"drop": ["ALL"]}, "privileged": False,
                             "readOnlyRootFilesystem": True, "runAsGroup": proxy_uid,
                             "runAsNonRoot": True, "runAsUser": proxy_uid},
-        "volumeMounts": [{"name": name, "mountPath": f"/var/run/istio/{name}"}
-                         for name in VOLUMES if name not in ("istio-podinfo",)],
+        "volumeMounts": [{"name": name, "mountPath": path} for name, path in PROXY_MOUNTS],
     }
 
 
@@ -105,7 +137,7 @@ def _rewrite_probes(container: dict[str, Any]) -> None:
 
 
 def inject(pod: dict[str, Any], *, mode: str = "classic", revision: str | None = None,
-           proxy_uid: int = 1337) -> dict[str, Any]:
+           proxy_uid: int = 1337, honours_native_annotation: bool = True) -> dict[str, Any]:
     """The pod as Istio's injector leaves it (unchanged when its selector does not match)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
@@ -120,24 +152,29 @@ def inject(pod: dict[str, Any], *, mode: str = "classic", revision: str | None =
     annotations = metadata["annotations"]
     spec = result["spec"]
     cni = mode == "cni"
+    native = mode == "native"
+    if honours_native_annotation and annotations.get(NATIVE_ANNOTATION) in ("true", "false"):
+        native = annotations[NATIVE_ANNOTATION] == "true"
     containers = [c for c in spec.get("containers", []) if c.get("name") != "istio-proxy"]
     init_containers = list(spec.get("initContainers") or [])
     ours_init = ([] if annotations.get("sidecar.istio.io/interceptionMode") == "NONE" else
                  [_init_container(annotations, cni=cni, proxy_uid=proxy_uid)])
     proxy = _proxy_container(result, proxy_uid=proxy_uid)
-    for container in containers:
+    for container in [*containers, *init_containers]:
         _rewrite_probes(container)
-    if mode == "native":
+    if native:
         proxy["restartPolicy"] = "Always"
         proxy["startupProbe"] = dict(proxy["readinessProbe"], periodSeconds=1,
                                      failureThreshold=600)
         spec["initContainers"] = [*ours_init, proxy, *init_containers]
         spec["containers"] = containers
-    else:
-        spec["initContainers"] = [*ours_init, *init_containers]
+    elif cni:
+        spec["initContainers"] = [*ours_init, *init_containers]  # validation first
         spec["containers"] = [*containers, proxy]
-    spec["volumes"] = [{"name": name, "emptyDir": {}} for name in VOLUMES] + list(
-        spec.get("volumes") or [])
+    else:
+        spec["initContainers"] = [*init_containers, *ours_init]  # istio-init LAST
+        spec["containers"] = [*containers, proxy]
+    spec["volumes"] = _volumes() + list(spec.get("volumes") or [])
     labels.setdefault("security.istio.io/tlsMode", "istio")
     labels.setdefault("service.istio.io/canonical-name", labels.get(
         "app.kubernetes.io/name", labels.get("app", metadata.get("name", "unknown"))))
@@ -158,9 +195,8 @@ def inject(pod: dict[str, Any], *, mode: str = "classic", revision: str | None =
             "traffic.sidecar.istio.io/includeInboundPorts": "*",
             "traffic.sidecar.istio.io/excludeInboundPorts": "15020"}
     annotations["sidecar.istio.io/status"] = json.dumps({
-        "initContainers": [c["name"] for c in ours_init] + (
-            ["istio-proxy"] if mode == "native" else []),
-        "containers": [] if mode == "native" else ["istio-proxy"],
+        "initContainers": [c["name"] for c in ours_init] + (["istio-proxy"] if native else []),
+        "containers": None if native else ["istio-proxy"],
         "volumes": list(VOLUMES), "imagePullSecrets": None,
         "revision": revision or "default"}, separators=(",", ":"))
     return result

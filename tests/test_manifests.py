@@ -207,7 +207,7 @@ def test_pod_entries_select_enforced_namespaces_and_warn_twins_use_warn_paths(
         (r, tuple(rule["operations"])) for rule in validate["rules"] for r in rule["resources"]
     }
     assert matched == {
-        ("pods", ("CREATE",)),
+        ("pods", ("CREATE", "UPDATE")),
         ("pods/ephemeralcontainers", ("UPDATE",)),
         ("pods/resize", ("UPDATE",)),
     }
@@ -217,6 +217,10 @@ def test_pod_entries_select_enforced_namespaces_and_warn_twins_use_warn_paths(
         assert {(r, tuple(rule["operations"])) for rule in mutate["rules"]
                 for r in rule["resources"]} == {("pods", ("CREATE",)),
                                                 ("pods/ephemeralcontainers", ("UPDATE",))}
+    warn = next(w for w in pod_entries if w["name"] == "validate.pods-warn.agentsandbox.io")
+    assert matched == {
+        (r, tuple(rule["operations"])) for rule in warn["rules"] for r in rule["resources"]
+    }
 
 
 def test_every_namespace_with_either_label_value_gets_exactly_one_path(

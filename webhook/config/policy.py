@@ -97,6 +97,10 @@ class IstioConfig(_Strict):
     require_sidecar: bool = Field(True, alias="requireSidecar")
     proxy_uid: int = Field(1337, alias="proxyUID", ge=0)
     proxy_gid: int = Field(1337, alias="proxyGID", ge=0)
+    # Kubernetes >= 1.29 (SidecarContainers on by default) and Istio >= 1.24 (the per-pod
+    # sidecar.istio.io/nativeSidecar annotation). Off: pods with init containers are refused
+    # unless the Istio CNI sets up capture before any container runs.
+    native_sidecars: bool = Field(True, alias="nativeSidecars")
 
 
 class IdentityConfig(_Strict):

@@ -76,6 +76,12 @@ POD_RULES = (
          "template, bootstrap or volumes"),
     Rule("pod.istio-sidecar", "Pod", "the final pod carries istio-proxy and an init container "
          "that captures all outbound traffic"),
+    Rule("pod.istio-image-update", "Pod", "an UPDATE never changes the image of Istio's "
+         "injected containers"),
+    Rule("pod.native-sidecar", "Pod", "a pod with init containers is injected with Istio's "
+         "proxy as a native sidecar (annotation set when absent; \"false\" is refused)"),
+    Rule("pod.init-before-capture", "Pod", "in the final pod no user init container runs "
+         "before Istio's capture is in place"),
     Rule("pod.dns", "Pod", "dnsPolicy None with exactly the filtering resolver's dnsConfig"),
     Rule("pod.host-aliases", "Pod", "no hostAliases"),
 )

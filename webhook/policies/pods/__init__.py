@@ -8,14 +8,15 @@ admission handlers and the pure cores other policies reuse for pod templates:
   runs and patches in the runtime class, memory floors, DNS, Istio labels and the run-time
   identity fields the pod leaves unset. UPDATE of ``pods/ephemeralcontainers``: the same
   identity hardening for the containers ``kubectl debug`` adds.
-- ``validate_pod``: CREATE (the final pod, after every mutating webhook), UPDATE of
+- ``validate_pod``: CREATE (the final pod, after every mutating webhook), plain UPDATE (what
+  a live pod may still change: images, labels, annotations), UPDATE of
   ``pods/ephemeralcontainers`` (the added containers) and of ``pods/resize`` (the floor).
 - ``mutate_pod_object`` / ``validate_pod_object`` / ``check_pod_template``: the same logic
   over a raw pod-shaped dict, for workload templates and offline checks.
 
 Modules: ``walk`` (raw-dict plumbing), ``compiled`` (per-policy precomputation), ``memory``,
-``dns``, ``isolation``, ``identity``, ``istio`` and ``iptables`` (the rules), ``validate``,
-``mutate`` and ``template`` (assembly).
+``dns``, ``isolation``, ``identity``, ``istio``, ``initorder`` and ``iptables`` (the rules),
+``validate``, ``update``, ``mutate`` and ``template`` (assembly).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from webhook.core.review import Request
 from webhook.policies.context import Context
 from webhook.policies.pods.mutate import mutate_ephemeral, mutate_pod_object
 from webhook.policies.pods.template import check_pod_template
+from webhook.policies.pods.update import check_pod_update
 from webhook.policies.pods.validate import check_new_ephemeral, check_resize, validate_pod_object
 from webhook.policies.result import Verdict
 
@@ -51,9 +53,12 @@ def validate_pod(request: Request, context: Context) -> Verdict:
     if request.operation == "CREATE" and not request.sub_resource:
         return validate_pod_object(pod, policy=context.policy, final=True,
                                    namespace=request.object_namespace)
+    if request.operation == "UPDATE" and not request.sub_resource:
+        return check_pod_update(pod, request.old_object, policy=context.policy,
+                                namespace=request.object_namespace)
     if request.operation == "UPDATE" and request.sub_resource == "ephemeralcontainers":
         return check_new_ephemeral(pod, request.old_object, policy=context.policy)
     if request.operation == "UPDATE" and request.sub_resource == "resize":
         return check_resize(pod, policy=context.policy)
-    # A plain UPDATE cannot change what we guard: the pod spec is immutable there.
+    # Other subresources (status, binding, eviction) are not selected by the configuration.
     return Verdict()

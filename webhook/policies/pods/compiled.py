@@ -50,6 +50,7 @@ class CompiledPolicy:
     fill_identity: bool  # identity.fillUnset: set unset identity fields instead of refusing
     default_uid: int
     default_gid: int
+    native_sidecars: bool
     checked: frozenset[str]  # rules whose mode is not off
     patching: frozenset[str]  # rules in enforce mode (only those change the object)
     accepted: frozenset[str]  # istio.io/rev values that select our control plane
@@ -149,6 +150,7 @@ def _build(policy: Policy) -> CompiledPolicy:
         fill_identity=policy.identity.fill_unset,
         default_uid=policy.identity.run_as_user,
         default_gid=policy.identity.run_as_group,
+        native_sidecars=policy.istio.native_sidecars,
         checked=frozenset(rule for rule, mode in modes.items() if mode is not Mode.OFF),
         patching=frozenset(rule for rule, mode in modes.items() if mode is Mode.ENFORCE),
         # Without a configured revision the default control plane injects, and Istio itself

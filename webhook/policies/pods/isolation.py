@@ -85,12 +85,20 @@ def check_pod_level(metadata: dict[str, Any], spec: dict[str, Any], annotations:
     security = spec.get("securityContext")
     if isinstance(security, dict) and security:
         _check_pod_security(security, compiled=compiled, builder=builder, path=path)
-    if annotations and on("pod.kata-annotations"):
-        for key in annotations:
-            if key.startswith(KATA_ANNOTATION_PREFIX) or key in RUNTIME_HANDLER_ANNOTATIONS:
-                builder.violate("pod.kata-annotations", join(path, f"metadata.annotations[{key}]"),
-                                "overrides the Kata runtime or hypervisor per pod; remove the "
-                                "annotation")
+    if annotations:
+        check_kata_annotations(annotations, compiled=compiled, builder=builder, path=path)
+
+
+def check_kata_annotations(annotations: dict[str, Any], *, compiled: CompiledPolicy,
+                           builder: VerdictBuilder, path: str) -> None:
+    """``pod.kata-annotations`` over these annotations (a whole pod's, or an update's)."""
+    if "pod.kata-annotations" not in compiled.checked:
+        return
+    for key in annotations:
+        if key.startswith(KATA_ANNOTATION_PREFIX) or key in RUNTIME_HANDLER_ANNOTATIONS:
+            builder.violate("pod.kata-annotations", join(path, f"metadata.annotations[{key}]"),
+                            "overrides the Kata runtime or hypervisor per pod; remove the "
+                            "annotation")
 
 
 def _check_pod_security(security: dict[str, Any], *, compiled: CompiledPolicy,

@@ -1,13 +1,13 @@
 """The mutating side of the pod policy: the JSON Patch that makes a pod an agent pod.
 
-Owns planning every change (runtime class, Istio labels, the enforced-policy annotation,
-DNS, memory) as JSON Patch operations against the raw object, and ``mutate_pod_object``,
-which also runs every pre-injection check so a user sees all refusals at once. Each
-change belongs to a rule: enforced rules patch, warned rules only say ``would ...``, rules
-that are off do neither. Ops only ever ``add`` (which sets a member whether or not it
-exists), and a missing map is added before anything is added into it. Changes are planned
-in a fixed order, so the same input gives the same patch, and a pod that already complies
-gives none.
+Owns planning every change (runtime class, Istio labels, DNS, the native-sidecar request,
+memory, the enforced-policy annotation) as JSON Patch operations against the raw object, and
+``mutate_pod_object``, which also runs every pre-injection check so a user sees all refusals
+at once. Each change belongs to a rule: enforced rules patch, warned rules only say
+``would ...``, rules that are off do neither. Ops only ever ``add`` (which sets a member
+whether or not it exists), and a missing map is added before anything is added into it.
+Changes are planned in a fixed order, so the same input gives the same patch, and a pod that
+already complies gives none.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from webhook.config.policy import Policy
-from webhook.policies.pods import dns, identity, istio, memory
+from webhook.policies.pods import dns, identity, initorder, istio, memory
 from webhook.policies.pods.compiled import CompiledPolicy, compile_policy
 from webhook.policies.pods.validate import (
     RUNTIME_RULE,
@@ -30,6 +30,7 @@ from webhook.policies.result import PatchOp, Verdict, VerdictBuilder
 ENFORCED_ANNOTATION = "agentsandbox.io/enforced"
 MUTATING_RULES = (RUNTIME_RULE, memory.RULE, dns.RULE, "pod.istio-inject", *identity.RULES)
 _ENFORCED_KEY = escape(ENFORCED_ANNOTATION)  # the pointer segment, escaped once
+_NATIVE_KEY = escape(initorder.NATIVE_ANNOTATION)
 
 
 class Planned(NamedTuple):
@@ -60,14 +61,20 @@ class _Maps:
                     present.add(key)
         self._present = present
 
-    def ensure(self, pointer: str, name: str, ops: list[PatchOp]) -> None:
-        """Add ``/metadata`` and then ``/metadata/<name>`` when they are missing."""
+    def ensure(self, pointer: str, name: str, ops: list[PatchOp], *, applied: bool) -> None:
+        """Add ``/metadata`` and then ``/metadata/<name>`` when they are missing.
+
+        ``applied`` says whether these ops will be in the patch (the change's rule is
+        enforced); only then do later changes find the maps there.
+        """
         if "metadata" not in self._present:
             ops.append({"op": "add", "path": f"{pointer}/metadata", "value": {}})
-            self._present.add("metadata")
+            if applied:
+                self._present.add("metadata")
         if name not in self._present:
             ops.append({"op": "add", "path": f"{pointer}/metadata/{name}", "value": {}})
-            self._present.add(name)
+            if applied:
+                self._present.add(name)
 
 
 def plan_pod(pod: dict[str, Any], *, namespace: str, compiled: CompiledPolicy, pointer: str,
@@ -87,7 +94,7 @@ def plan_pod(pod: dict[str, Any], *, namespace: str, compiled: CompiledPolicy, p
     if (wanted_labels and "pod.istio-inject" not in refused
             and "pod.istio-inject" in compiled.checked):
         ops: list[PatchOp] = []
-        maps.ensure(pointer, "labels", ops)
+        maps.ensure(pointer, "labels", ops, applied="pod.istio-inject" in compiled.patching)
         notes = []
         for key, value in wanted_labels:
             ops.append({"op": "add", "path": f"{pointer}/metadata/labels/{escape(key)}",
@@ -111,6 +118,15 @@ def plan_pod(pod: dict[str, Any], *, namespace: str, compiled: CompiledPolicy, p
                                                    pointer=pointer)
                    if fill.rule not in refused)
 
+    if initorder.wants_native(spec, annotations, compiled):
+        ops = []
+        maps.ensure(pointer, "annotations", ops,
+                    applied=initorder.NATIVE_RULE in compiled.patching)
+        ops.append({"op": "add", "path": f"{pointer}/metadata/annotations/{_NATIVE_KEY}",
+                    "value": "true"})
+        planned.append(Planned(initorder.NATIVE_RULE, "annotations", tuple(ops),
+                               initorder.NATIVE_NOTE))
+
     if memory.RULE in compiled.checked:
         planned.extend(_plan_memory(sizings, annotations, compiled=compiled, path=path,
                                     builder=builder))
@@ -118,7 +134,7 @@ def plan_pod(pod: dict[str, Any], *, namespace: str, compiled: CompiledPolicy, p
     marker_rule = _marker_rule(compiled)
     if marker_rule is not None and annotations.get(ENFORCED_ANNOTATION) != compiled.digest:
         ops = []
-        maps.ensure(pointer, "annotations", ops)
+        maps.ensure(pointer, "annotations", ops, applied=True)  # its rule is enforced
         ops.append({"op": "add", "path": f"{pointer}/metadata/annotations/{_ENFORCED_KEY}",
                     "value": compiled.digest})
         planned.append(Planned(marker_rule, "annotations", tuple(ops), "set annotation "

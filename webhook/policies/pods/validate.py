@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from webhook.config.policy import Policy
-from webhook.policies.pods import dns, identity, isolation, istio, memory
+from webhook.policies.pods import dns, identity, initorder, isolation, istio, memory
 from webhook.policies.pods.compiled import CompiledPolicy, compile_policy
 from webhook.policies.pods.walk import (
     CONTAINERS,
     EPHEMERAL_CONTAINERS,
+    INIT_CONTAINERS,
     ContainerRef,
     containers,
     iter_containers,
@@ -101,6 +102,9 @@ def check_parts(parts: PodMaps, *, compiled: CompiledPolicy, builder: VerdictBui
                             final=final)
     isolation.check_pod_level(metadata, spec, annotations, compiled=compiled, builder=builder,
                               path=path)
+    if not final:
+        initorder.check_native_annotation(spec, annotations, compiled=compiled,
+                                          builder=builder, path=path)
 
     refs = containers(spec, pointer=pointer, path=path)
     guarded = identity.applies(spec, compiled)
@@ -113,8 +117,11 @@ def check_parts(parts: PodMaps, *, compiled: CompiledPolicy, builder: VerdictBui
     memory_builder = VerdictBuilder()
     sizings: list[memory.Sizing] = []
     usable = True
+    inits: list[tuple[ContainerRef, isolation.Role]] = []  # final pod, in start order
     for ref in refs:
         role = isolation.classify(ref, final=final) if final else isolation.Role.APP
+        if final and ref.kind == INIT_CONTAINERS:
+            inits.append((ref, role))
         if reserved and ref.name in istio.RESERVED_NAMES:
             istio.check_reserved_name(ref, compiled=compiled, builder=builder, final=final)
         isolation.check_container(ref, role, compiled=compiled, builder=builder)
@@ -127,6 +134,7 @@ def check_parts(parts: PodMaps, *, compiled: CompiledPolicy, builder: VerdictBui
             sizings.append(sizing)
     if final:
         istio.check_sidecar(refs, compiled=compiled, builder=builder, path=path)
+        initorder.check_order(inits, compiled=compiled, builder=builder)
     if not sizing_memory:
         return None
     result = sizings if usable else None

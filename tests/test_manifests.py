@@ -272,6 +272,22 @@ def test_istio_objects_are_scoped_like_sidecars(base: list[dict[str, Any]],
     assert any(resource in r["resources"] and "list" in r["verbs"] for r in auditor["rules"])
 
 
+def test_network_policies_are_judged_in_agent_namespaces_like_sidecars(
+        base: list[dict[str, Any]]) -> None:
+    entries = {w["name"]: w for _, w in _webhooks(base) if ".networkpolicies" in w["name"]}
+    assert set(entries) == {"validate.networkpolicies.agentsandbox.io",
+                            "validate.networkpolicies-warn.agentsandbox.io"}
+    sidecars = {w["name"].replace("sidecars", "networkpolicies"): w for _, w in _webhooks(base)
+                if ".sidecars" in w["name"]}
+    for name, webhook in entries.items():
+        (rule,) = webhook["rules"]
+        assert (rule["apiGroups"], rule["apiVersions"]) == (["networking.k8s.io"], ["v1"])
+        assert (rule["resources"], rule["operations"]) == (["networkpolicies"],
+                                                           ["CREATE", "UPDATE"])
+        for key in ("namespaceSelector", "clientConfig"):
+            assert webhook[key] == sidecars[name][key], (name, key)
+
+
 def test_deployment_is_highly_available_and_locked_down(base: list[dict[str, Any]]) -> None:
     deployment = _one(base, "Deployment", "agent-sandbox-webhook")
     spec = deployment["spec"]

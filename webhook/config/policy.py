@@ -117,6 +117,33 @@ class IdentityConfig(_Strict):
     run_as_group: int = Field(10001, alias="runAsGroup", ge=1, le=2**31 - 1)
 
 
+class MeshConfig(_Strict):
+    """What agent pods need inside the cluster, for the rendered Sidecar and NetworkPolicy."""
+
+    # Where istiod runs: every proxy imports its services and reaches it on the ports below.
+    control_plane_namespace: str = Field("istio-system", alias="controlPlaneNamespace",
+                                         min_length=1)
+    # 15012: xDS and certificate signing (TLS); 15017: istiod's webhook port, kept reachable
+    # for in-mesh health checks. TCP only.
+    control_plane_ports: tuple[int, ...] = Field((15012, 15017), alias="controlPlanePorts")
+    # Namespaces agents call in the cluster (gateways, model servers): any TCP port.
+    in_cluster_namespaces: tuple[str, ...] = Field((), alias="inClusterNamespaces")
+
+    @field_validator("control_plane_ports")
+    @classmethod
+    def _ports(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        for port in value:
+            if not 0 < port < 65536:
+                raise ValueError(f"{port} is not a port number")
+        return value
+
+
+class EnforceLabelConfig(_Strict):
+    """Who may remove or weaken a namespace's agentsandbox.io/enforce label (break glass)."""
+
+    break_glass_groups: tuple[str, ...] = Field((), alias="breakGlassGroups")
+
+
 class Policy(_Strict):
     """The whole policy file. Field names are camelCase in YAML, like Kubernetes objects."""
 
@@ -126,6 +153,9 @@ class Policy(_Strict):
     dns: DNSConfig = Field(default_factory=DNSConfig)
     istio: IstioConfig = Field(default_factory=IstioConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    mesh: MeshConfig = Field(default_factory=MeshConfig)
+    enforce_label: EnforceLabelConfig = Field(default_factory=EnforceLabelConfig,
+                                              alias="enforceLabel")
     rules: dict[str, Mode] = Field(default_factory=dict)
 
     @model_validator(mode="after")

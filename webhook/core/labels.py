@@ -10,3 +10,18 @@ from typing import Final
 
 # The switch for a namespace: "true" enforces, "warn" only warns; anything else is not ours.
 ENFORCE_LABEL: Final = "agentsandbox.io/enforce"
+
+# On everything the project renders or owns: the controller applies, and deletes, only these.
+MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE: Final = "agent-sandbox-webhook"
+
+# Per-agent identity the mesh can select on (Sidecar.workloadSelector matches labels only).
+SERVICE_ACCOUNT_LABEL: Final = "agentsandbox.io/service-account"
+SKILL_LABEL: Final = "agentsandbox.io/skill"
+
+# Names of the per-namespace objects `render` produces (other tools look for them by name).
+NETWORK_POLICY_NAME: Final = "agent-sandbox-egress"
+DEFAULT_SIDECAR_NAME: Final = "agent-sandbox-default"
+SERVICE_ENTRY_PREFIX: Final = "agent-sandbox-"
+ADMIN_NETWORK_POLICY_NAME: Final = "agent-sandbox-egress-floor"
+DNS_ALLOWLIST_CONFIGMAP: Final = "agent-sandbox-dns-allowlist"

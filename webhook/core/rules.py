@@ -141,6 +141,11 @@ ISTIO_OBJECT_RULES = (
          "routes stay out of other namespaces' proxies)"),
 )
 
+NETWORK_POLICY_RULES = (
+    Rule("networkpolicy.widens-egress", "NetworkPolicy", "no egress rule allows UDP, SCTP or "
+         "every protocol (only DNS to the filtering resolver; TCP is filtered by the sidecar)"),
+)
+
 REGISTRY_RULES = (
     Rule("registry.invalid", "ConfigMap", "the egress-registry ConfigMap holds a registry.yaml "
          "that loads"),
@@ -152,4 +157,5 @@ RETIRED: Mapping[str, tuple[str, ...]] = MappingProxyType({
 })
 
 RULES: Mapping[str, Rule] = _catalogue(*POD_RULES, *SERVICEENTRY_RULES, *SKILL_RULES,
-                                      *SIDECAR_RULES, *REGISTRY_RULES, *ISTIO_OBJECT_RULES)
+                                      *SIDECAR_RULES, *REGISTRY_RULES, *ISTIO_OBJECT_RULES,
+                                      *NETWORK_POLICY_RULES)

@@ -117,6 +117,27 @@ class RegistryIndex:
         grant = group.grant(namespace) if group is not None else None
         return grant or _NO_GRANT
 
+    def granted_keys(self, namespace: str) -> list[tuple[Host, frozenset[PortProtocol],
+                                                          frozenset[IPAddress]]]:
+        """Every key (exact name or ``*.suffix``) granting ``namespace`` something, sorted.
+
+        Keys the deny list covers are left out: an exact name that is denied, a suffix that a
+        denied suffix equals or contains. This is what rendering walks; lookups never do.
+        """
+        out = []
+        for group in (*self._exact.values(), *self._suffix.values()):
+            grant = group.grant(namespace)
+            if grant is None or not grant.pairs or self._key_denied(group.key):
+                continue
+            out.append((group.key, grant.pairs, grant.addresses))
+        return sorted(out, key=lambda item: (item[0].wildcard, item[0].name))
+
+    def _key_denied(self, key: Host) -> bool:
+        if not key.wildcard:
+            return self.denied(key.name) is not None
+        return key.name in self._deny_suffix or any(
+            parent in self._deny_suffix for parent in _parents(key.name))
+
     def _group(self, host: str) -> _Group | None:
         group = self._exact.get(host)
         if group is not None or not self._suffix:

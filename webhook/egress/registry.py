@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from webhook.config.yamlfile import parse_model, read_source
+from webhook.egress.hosts import Host
 from webhook.egress.index import Approval, Refusal, Refused, RegistryIndex
 from webhook.egress.schema import (
     HOST_MATCHED_PROTOCOLS,
@@ -96,6 +97,11 @@ class Registry(StrictModel):
     def addresses(self, *, host: str, namespace: str) -> frozenset[IPAddress]:
         """Exact IPs that endpoints/addresses may pin ``host`` to, for ``namespace``."""
         return self.index.grant(host, namespace).addresses
+
+    def granted_keys(self, namespace: str) -> list[tuple[Host, frozenset[PortProtocol],
+                                                          frozenset[IPAddress]]]:
+        """(key, approved pairs, pinned addresses) for every key ``namespace`` may use."""
+        return self.index.granted_keys(namespace)
 
     def mesh_wide_export(self, *, host: str, namespace: str) -> bool:
         return self.index.grant(host, namespace).mesh_wide_export

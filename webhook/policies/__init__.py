@@ -13,6 +13,7 @@ from types import MappingProxyType
 from webhook.policies import pods
 from webhook.policies.context import Handler
 from webhook.policies.forbidden import validate_envoyfilter, validate_workloadentry
+from webhook.policies.networkpolicies import validate_networkpolicy
 from webhook.policies.registry_configmap import validate_configmap
 from webhook.policies.serviceentries import validate_serviceentry
 from webhook.policies.sidecars import validate_sidecar
@@ -34,6 +35,8 @@ VALIDATING: Mapping[tuple[str, str], Handler] = MappingProxyType({
     ("networking.istio.io", "WorkloadEntry"): validate_workloadentry,
     ("networking.istio.io", "VirtualService"): validate_virtualservice,
     ("", "ConfigMap"): validate_configmap,
+    # Agent namespaces: a tenant policy must not widen egress past the rendered floor.
+    ("networking.k8s.io", "NetworkPolicy"): validate_networkpolicy,
     # Pod templates: refusals and warnings at `kubectl apply --dry-run=server` time.
     ("apps", "Deployment"): validate_workload,
     ("apps", "ReplicaSet"): validate_workload,

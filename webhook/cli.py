@@ -1,5 +1,5 @@
 """The ``agent-sandbox-webhook`` command line: ``serve``, ``check``, ``render``, ``audit``,
-``certs``.
+``doctor``, ``certs``.
 
 Owns argument parsing and exit codes only; each subcommand's work lives in its own module.
 Every ``serve`` flag can also come from an ``AGENT_SANDBOX_*`` environment variable, which
@@ -24,6 +24,7 @@ from webhook.server.logs import configure_logging
 from webhook.server.serve import ServeSettings, run
 from webhook.tools.audit import register_audit_command
 from webhook.tools.check import register_check_command
+from webhook.tools.doctor.command import register_doctor_command
 from webhook.tools.render import register_render_command
 
 
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_check_command(subparsers)
     register_render_command(subparsers)
     register_audit_command(subparsers)
+    register_doctor_command(subparsers)
     register_certs_command(subparsers)
     return parser
 

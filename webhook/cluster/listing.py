@@ -52,6 +52,24 @@ class _Listing:
     call: Callable[..., Any]
 
 
+def api_client_from_environment(*, context: str | None = None) -> Any:
+    """In-cluster credentials when running in a pod (and no context is asked for), else the
+    kubeconfig's current context or ``context``."""
+    try:
+        if context is None:
+            try:
+                config.load_incluster_config()  # type: ignore[no-untyped-call]
+                return client.ApiClient()
+            except ConfigException:
+                pass
+        configuration = client.Configuration()
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            context=context, client_configuration=configuration)
+    except (ConfigException, OSError) as exc:
+        raise SourceError(f"no cluster credentials (in-cluster or kubeconfig): {exc}") from exc
+    return client.ApiClient(configuration)
+
+
 class KubernetesSource:
     """``ObjectSource`` over the kubernetes client (in-cluster config, else kubeconfig)."""
 
@@ -71,20 +89,7 @@ class KubernetesSource:
 
     @classmethod
     def from_environment(cls, *, context: str | None = None) -> KubernetesSource:
-        try:
-            if context is None:
-                try:
-                    config.load_incluster_config()  # type: ignore[no-untyped-call]
-                    return cls(client.ApiClient())
-                except ConfigException:
-                    pass
-            configuration = client.Configuration()
-            config.load_kube_config(  # type: ignore[no-untyped-call]
-                context=context, client_configuration=configuration)
-        except (ConfigException, OSError) as exc:
-            raise SourceError(f"no cluster credentials (in-cluster or kubeconfig): {exc}") \
-                from exc
-        return cls(client.ApiClient(configuration))
+        return cls(api_client_from_environment(context=context))
 
     def list_namespaces(self) -> list[dict[str, Any]]:
         # Only labelled namespaces can be agent namespaces; the label's value is read later.

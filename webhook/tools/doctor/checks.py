@@ -15,13 +15,13 @@ check reads the plain dicts the API server sent.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from webhook.config.policy import parse_policy
 from webhook.core.errors import ConfigError
-from webhook.egress.registry import parse_registry
+from webhook.egress.registry import Registry, parse_registry
 from webhook.tools.doctor.findings import (
     Finding,
     failed,
@@ -41,11 +41,12 @@ from webhook.tools.doctor.snapshot import (
     RENDERED_SIDECAR,
     Snapshot,
     Unreadable,
-    policy_in,
 )
 from webhook.tools.doctor.webhooks import check_webhook_configurations
 from webhook.tools.lookalike import lookalike_labels
 from webhook.tools.offline import NamespaceMode, namespace_mode
+
+T = TypeVar("T")
 
 MINIMUM_KUBERNETES = (1, 27)
 INJECTOR_SUFFIX = "sidecar-injector.istio.io"
@@ -143,34 +144,38 @@ def runtime_class(snapshot: Snapshot) -> list[Finding]:
 
 
 def policy_loads(snapshot: Snapshot) -> list[Finding]:
-    check = f"policy ConfigMap {POLICY_CONFIGMAP}"
-    found = snapshot.policy_configmap
+    return _config_map_loads(
+        f"policy ConfigMap {POLICY_CONFIGMAP}", snapshot.policy_configmap, key=POLICY_KEY,
+        parse=lambda text: parse_policy(text, source=f"ConfigMap {POLICY_CONFIGMAP}"),
+        describe=lambda policy: f"loads ({policy.digest[:19]})",
+        fix=f"fix {POLICY_KEY} in the ConfigMap (README, \"Policy file\")")
+
+
+def registry_loads(snapshot: Snapshot) -> list[Finding]:
+    def describe(registry: Registry) -> str:
+        entries = len(registry.entries)
+        note = " (approves nothing)" if not entries else ""
+        return (f"loads: {_count(entries, 'entry', 'entries')}, {len(registry.deny)} "
+                f"denied{note}")
+
+    return _config_map_loads(
+        f"registry ConfigMap {REGISTRY_CONFIGMAP}", snapshot.registry_configmap,
+        key=REGISTRY_KEY, describe=describe, fix=f"fix {REGISTRY_KEY} (docs/egress.md)",
+        parse=lambda text: parse_registry(text, source=f"ConfigMap {REGISTRY_CONFIGMAP}"))
+
+
+def _config_map_loads(check: str, found: dict[str, Any] | Unreadable | None, *, key: str,
+                      parse: Callable[[str], T], describe: Callable[[T], str],
+                      fix: str) -> list[Finding]:
     if isinstance(found, Unreadable):
         return [unreadable(check, found)]
     if found is None:
         return [failed(check, "not found", "kubectl apply -k manifests/")]
-    if policy_in(found) is None:
-        return [failed(check, _config_problem(found, POLICY_KEY, _parse_policy),
-                       f"fix {POLICY_KEY} in the ConfigMap (README, \"Policy file\")")]
-    return [passed(check, f"loads ({snapshot.policy.digest[:19]})")]
-
-
-def registry_loads(snapshot: Snapshot) -> list[Finding]:
-    check = f"registry ConfigMap {REGISTRY_CONFIGMAP}"
-    found = snapshot.registry_configmap
-    if isinstance(found, Unreadable):
-        return [unreadable(check, found)]
-    if found is None:
-        return [failed(check, "not found", "kubectl apply -k manifests/, then fill it")]
-    text = (found.get("data") or {}).get(REGISTRY_KEY)
     try:
-        registry = parse_registry(str(text or ""), source=f"ConfigMap {REGISTRY_CONFIGMAP}")
+        loaded = parse(str((found.get("data") or {}).get(key) or ""))
     except ConfigError as exc:
-        return [failed(check, str(exc), f"fix {REGISTRY_KEY} (docs/egress.md)")]
-    entries = len(registry.entries)
-    note = " (approves nothing)" if not entries else ""
-    return [passed(check, f"loads: {_count(entries, 'entry', 'entries')}, "
-                   f"{len(registry.deny)} denied{note}")]
+        return [failed(check, str(exc), fix)]
+    return [passed(check, describe(loaded))]
 
 
 def agent_namespaces(snapshot: Snapshot) -> list[Finding]:
@@ -258,15 +263,3 @@ def _mesh_mode(configmap: dict[str, Any] | Unreadable | None) -> str | None:
     mode = ((mesh.get("outboundTrafficPolicy") or {}).get("mode")
             if isinstance(mesh, dict) else None)
     return str(mode or "ALLOW_ANY")  # Istio's default when the field is absent
-
-
-def _parse_policy(text: str) -> None:
-    parse_policy(text, source=f"ConfigMap {POLICY_CONFIGMAP}")
-
-
-def _config_problem(configmap: dict[str, Any], key: str, parse: Callable[[str], None]) -> str:
-    try:
-        parse(str((configmap.get("data") or {}).get(key) or ""))
-    except ConfigError as exc:
-        return str(exc)
-    return "does not load"

@@ -213,7 +213,7 @@ def cluster(pki: dict[str, Any]) -> Iterator[FakeApiServer]:
 
 
 def doctor(server: FakeApiServer) -> tuple[int, list[str]]:
-    args = argparse.Namespace(context=None, namespace=SYSTEM, istio_namespace="istio-system")
+    args = argparse.Namespace(context=None, namespace=SYSTEM, istio_namespace=None)
     out = io.StringIO()
     code = run_doctor(args, inspector=server.inspector(), out=out, err=io.StringIO(), now=NOW)
     return code, out.getvalue().splitlines()
@@ -410,8 +410,24 @@ def test_an_unreachable_cluster_exits_2() -> None:
     configuration.host = "http://127.0.0.1:9"  # discard port: nothing listens
     configuration.retries = 0
     err = io.StringIO()
-    args = argparse.Namespace(context=None, namespace=SYSTEM, istio_namespace="istio-system")
+    args = argparse.Namespace(context=None, namespace=SYSTEM, istio_namespace=None)
     code = run_doctor(args, inspector=KubernetesInspector(client.ApiClient(configuration)),
                       out=io.StringIO(), err=err, now=NOW)
     assert code == 2
     assert "read the server version" in err.getvalue()
+
+
+def test_the_mesh_config_is_read_in_the_policys_control_plane_namespace(
+        cluster: FakeApiServer) -> None:
+    policy = cluster.routes[f"/api/v1/namespaces/{SYSTEM}/configmaps/agent-sandbox-policy"]
+    policy.data = {"policy.yaml": "dns:\n  nameservers: [10.96.0.53]\n"
+                                  "mesh:\n  controlPlaneNamespace: istio-prod\n"}
+    mesh = cluster.routes.pop("/api/v1/namespaces/istio-system/configmaps/istio")
+    cluster.routes["/apis/networking.istio.io/v1/namespaces/agents/sidecars"] = {"items": [
+        _sidecar("agent-sandbox-default", "agents", mode="ALLOW_ANY")]}
+    assert line(doctor(cluster)[1], "REGISTRY_ONLY egress").startswith("✖")
+    cluster.routes["/api/v1/namespaces/istio-prod/configmaps/istio"] = mesh
+    code, lines = doctor(cluster)
+    assert code == 0, "\n".join(lines)
+    assert "mesh-wide (outboundTrafficPolicy in ConfigMap istio-prod/istio)" in line(
+        lines, "REGISTRY_ONLY egress")

@@ -94,12 +94,12 @@ def istio_injector(snapshot: Snapshot) -> list[Finding]:
 def mesh_egress(snapshot: Snapshot) -> list[Finding]:
     check = "REGISTRY_ONLY egress"
     mode = _mesh_mode(snapshot.mesh_configmap)
-    where = f"ConfigMap {snapshot.settings.istio_namespace}/{snapshot.mesh_configmap_name}"
+    where = f"ConfigMap {snapshot.istio_namespace}/{snapshot.mesh_configmap_name}"
     if mode == "REGISTRY_ONLY":
         return [passed(check, f"mesh-wide (outboundTrafficPolicy in {where})")]
     if _registry_only(snapshot.root_sidecars):
         return [passed(check, "mesh-wide (a Sidecar without workloadSelector in the root "
-                       f"namespace {snapshot.settings.istio_namespace})")]
+                       f"namespace {snapshot.istio_namespace})")]
     enforced = snapshot.enforced_namespaces()
     missing = [ns for ns in enforced if not _registry_only(snapshot.sidecars.get(ns))]
     if enforced and not missing:

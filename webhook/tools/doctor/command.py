@@ -38,9 +38,9 @@ def register_doctor_command(subparsers: Any) -> argparse.ArgumentParser:
     defaults = Settings()
     parser.add_argument("--namespace", default=defaults.namespace,
                         help=f"the webhook's namespace (default {defaults.namespace})")
-    parser.add_argument("--istio-namespace", default=defaults.istio_namespace,
-                        help="Istio's root namespace, holding its mesh config (default "
-                        f"{defaults.istio_namespace})")
+    parser.add_argument("--istio-namespace", default=None,
+                        help="Istio's root namespace, holding its mesh config (default: the "
+                        "policy's mesh.controlPlaneNamespace, istio-system unless set)")
     parser.set_defaults(func=run_doctor)
     return parser
 

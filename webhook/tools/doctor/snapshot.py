@@ -48,7 +48,7 @@ class Unreadable:
 @dataclass(frozen=True, slots=True)
 class Settings:
     namespace: str = "agent-sandbox-system"
-    istio_namespace: str = "istio-system"
+    istio_namespace: str | None = None  # None: the policy's mesh.controlPlaneNamespace
     configuration: str = CONFIGURATION_NAME
     cert_secrets: tuple[str, ...] = CERT_SECRETS
 
@@ -67,6 +67,7 @@ class Snapshot:
     registry_configmap: dict[str, Any] | Unreadable | None
     mesh_configmap: dict[str, Any] | Unreadable | None
     mesh_configmap_name: str
+    istio_namespace: str
     certificates: dict[str, bytes] | Unreadable | None  # tls.crt and ca.crt only
     certificate_secret: str | None
     runtime_class: dict[str, Any] | Unreadable | None
@@ -116,6 +117,7 @@ def gather(inspector: ClusterInspector, *, settings: Settings, now: datetime) ->
     policy = policy_in(policy_configmap) or load_policy(None)
     revision = policy.istio.revision
     mesh_name = f"istio-{revision}" if revision else "istio"
+    istio = settings.istio_namespace or policy.mesh.control_plane_namespace
     namespaces = _read(inspector.list_namespaces)
     runtime_class = _read(lambda: inspector.read_runtime_class(policy.runtime_class.name))
     secret_name, certificates = _certificates(inspector, settings)
@@ -126,15 +128,14 @@ def gather(inspector: ClusterInspector, *, settings: Settings, now: datetime) ->
             settings.configuration)),
         policy_configmap=policy_configmap,
         registry_configmap=_read(lambda: inspector.read_config_map(ns, REGISTRY_CONFIGMAP)),
-        mesh_configmap=_read(lambda: inspector.read_config_map(settings.istio_namespace,
-                                                               mesh_name)),
-        mesh_configmap_name=mesh_name, certificates=certificates,
+        mesh_configmap=_read(lambda: inspector.read_config_map(istio, mesh_name)),
+        mesh_configmap_name=mesh_name, istio_namespace=istio, certificates=certificates,
         certificate_secret=secret_name, runtime_class=runtime_class,
         runtime_nodes=_read(lambda: _runtime_nodes(inspector, runtime_class)),
         services=_read(inspector.list_services),
         endpoint_slices=_read(inspector.list_endpoint_slices),
         controller=_read(lambda: inspector.read_deployment(ns, CONTROLLER_DEPLOYMENT)),
-        root_sidecars=_read(lambda: inspector.list_sidecars(settings.istio_namespace)))
+        root_sidecars=_read(lambda: inspector.list_sidecars(istio)))
     for name in partial.enforced_namespaces():
         partial.sidecars[name] = _read(partial_call(inspector.list_sidecars, name))
         partial.network_policies[name] = _read(partial_call(

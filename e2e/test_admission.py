@@ -136,6 +136,12 @@ def _variant(change: str, namespace: str) -> dict[str, Any]:
         meta["labels"] = {"sidecar.istio.io/inject": "false"}
     elif change == "proxy-image":
         meta["annotations"] = {"sidecar.istio.io/proxyImage": "evil.example.com/proxy:1"}
+    elif change == "nfs-volume":
+        spec["volumes"] = [{"name": "remote", "nfs": {"server": "nfs.example.com", "path": "/"}}]
+    elif change == "probe-host":
+        container["readinessProbe"] = {"tcpSocket": {"port": 443, "host": "evil.example.com"}}
+    elif change == "istio-volume-mount":
+        container["volumeMounts"] = [{"name": "istio-envoy", "mountPath": "/etc/istio/proxy"}]
     else:
         raise AssertionError(change)
     return pod
@@ -160,6 +166,9 @@ ESCAPES = {
     "kata-annotation": "pod.kata-annotations",
     "inject-false": "pod.istio-inject",
     "proxy-image": "pod.istio-proxy-override",
+    "nfs-volume": "pod.network-volumes",
+    "probe-host": "pod.probe-host",
+    "istio-volume-mount": "pod.istio-volumes",
 }
 
 

@@ -186,3 +186,13 @@ def test_a_dry_run_update_gets_the_same_verdict() -> None:
     document = update_review(final_pod(), _set_image("istio-init"))
     document["request"]["dryRun"] = True
     assert refused_rules(validate(document)) == {"pod.istio-image-update"}
+
+
+def test_an_app_image_from_an_unapproved_registry_is_refused_on_update() -> None:
+    registries = Policy.model_validate({"images": {"allowedRegistries": ["registry.example.com"]}})
+    old = final_pod()
+    assert validate(update_review(old, ORDINARY["the app's image (kubectl set image)"]),
+                    registries).allowed
+    outcome = validate(update_review(old, lambda p: container(p, "agent").update(
+        image="docker.io/attacker/relay:1")), registries)
+    assert refused_rules(outcome) == {"pod.image-registry"}

@@ -23,7 +23,7 @@ from webhook.policies.result import PatchOp, Verdict
 
 log = logging.getLogger(__name__)
 
-CHECKED_OPERATIONS = frozenset({"CREATE", "UPDATE"})
+CHECKED_OPERATIONS = frozenset({"CREATE", "UPDATE", "CONNECT"})
 
 
 class Stage(StrEnum):
@@ -53,7 +53,8 @@ def handler_for(request: Request, stage: Stage) -> Handler | None:
 def admit(request: Request, *, stage: Stage, context: Context) -> Outcome:
     """Decide one request. Never raises: an internal error is a fail-closed Outcome."""
     if request.operation not in CHECKED_OPERATIONS:
-        # DELETE and CONNECT carry nothing that could weaken isolation or egress.
+        # DELETE carries nothing that could weaken isolation or egress. CONNECT (exec,
+        # attach) goes to its handler: the configuration selects it for agent pods only.
         return _allow(request, Verdict(), context)
     handler = handler_for(request, stage)
     if handler is None:

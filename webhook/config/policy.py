@@ -144,6 +144,27 @@ class EnforceLabelConfig(_Strict):
     break_glass_groups: tuple[str, ...] = Field((), alias="breakGlassGroups")
 
 
+class VolumesConfig(_Strict):
+    """Inline CSI drivers a pod may name: their node plugins decide what the node connects to."""
+
+    allowed_csi_drivers: tuple[str, ...] = Field((), alias="allowedCSIDrivers")
+
+
+class ImagesConfig(_Strict):
+    """Registries the node may pull agent images from; empty means any (the rule is off)."""
+
+    allowed_registries: tuple[str, ...] = Field((), alias="allowedRegistries")
+
+    @field_validator("allowed_registries")
+    @classmethod
+    def _plain_prefixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            if not entry or "://" in entry or any(c.isspace() for c in entry) or "@" in entry:
+                raise ValueError(f"registry {entry!r} must be a registry host or host/path "
+                                 "prefix, like registry.example.com or ghcr.io/example")
+        return tuple(entry.rstrip("/") for entry in value)
+
+
 class Policy(_Strict):
     """The whole policy file. Field names are camelCase in YAML, like Kubernetes objects."""
 
@@ -156,6 +177,8 @@ class Policy(_Strict):
     mesh: MeshConfig = Field(default_factory=MeshConfig)
     enforce_label: EnforceLabelConfig = Field(default_factory=EnforceLabelConfig,
                                               alias="enforceLabel")
+    volumes: VolumesConfig = Field(default_factory=VolumesConfig)
+    images: ImagesConfig = Field(default_factory=ImagesConfig)
     rules: dict[str, Mode] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -73,7 +73,7 @@ POD_RULES = (
     Rule("pod.istio-capture-annotations", "Pod", "no annotation that narrows traffic capture "
          "(excluded ranges, ports, interfaces, interception mode)"),
     Rule("pod.istio-proxy-override", "Pod", "no annotation that replaces the proxy, its image, "
-         "template, bootstrap or volumes"),
+         "template, bootstrap, volumes or control plane, or turns off probe rewriting"),
     Rule("pod.istio-sidecar", "Pod", "the final pod carries istio-proxy and an init container "
          "that captures all outbound traffic"),
     Rule("pod.istio-image-update", "Pod", "an UPDATE never changes the image of Istio's "
@@ -82,6 +82,17 @@ POD_RULES = (
          "proxy as a native sidecar (annotation set when absent; \"false\" is refused)"),
     Rule("pod.init-before-capture", "Pod", "in the final pod no user init container runs "
          "before Istio's capture is in place"),
+    Rule("pod.istio-volumes", "Pod", "no user container mounts Istio's volumes (istio-envoy, "
+         "istio-token, workload-socket, ...), no user volume takes their names, and before "
+         "injection no mount names an undeclared volume"),
+    Rule("pod.istio-exec", "Pod", "no kubectl exec or attach into Istio's containers "
+         "(a process there runs as the proxy and skips capture)"),
+    Rule("pod.network-volumes", "Pod", "no volume the node mounts from the network (nfs, "
+         "iscsi, rbd, cephfs, glusterfs, flexVolume, gitRepo, unapproved inline CSI, ...)"),
+    Rule("pod.probe-host", "Pod", "no host in probes or lifecycle handlers (the kubelet would "
+         "connect there from the node)"),
+    Rule("pod.image-registry", "Pod", "images come from the policy's registries (only when "
+         "images.allowedRegistries is set)"),
     Rule("pod.dns", "Pod", "dnsPolicy None with exactly the filtering resolver's dnsConfig"),
     Rule("pod.host-aliases", "Pod", "no hostAliases"),
 )

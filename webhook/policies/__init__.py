@@ -27,6 +27,9 @@ MUTATING: Mapping[tuple[str, str], Handler] = MappingProxyType({
 
 VALIDATING: Mapping[tuple[str, str], Handler] = MappingProxyType({
     ("", "Pod"): pods.validate_pod,
+    # CONNECT on pods/exec and pods/attach: the request object is the options.
+    ("", "PodExecOptions"): pods.validate_connect,
+    ("", "PodAttachOptions"): pods.validate_connect,
     ("networking.istio.io", "ServiceEntry"): validate_serviceentry,
     ("agentsandbox.io", "Skill"): validate_skill,
     ("networking.istio.io", "Sidecar"): validate_sidecar,

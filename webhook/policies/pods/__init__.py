@@ -15,22 +15,30 @@ admission handlers and the pure cores other policies reuse for pod templates:
   over a raw pod-shaped dict, for workload templates and offline checks.
 
 Modules: ``walk`` (raw-dict plumbing), ``compiled`` (per-policy precomputation), ``memory``,
-``dns``, ``isolation``, ``identity``, ``istio``, ``initorder`` and ``iptables`` (the rules),
-``validate``, ``update``, ``mutate`` and ``template`` (assembly).
+``dns``, ``isolation``, ``identity``, ``istio``, ``initorder``, ``volumes``, ``node`` and
+``iptables`` (the rules), ``validate``, ``update``, ``mutate`` and ``template`` (assembly),
+``connect`` (``kubectl exec``/``attach``).
 """
 
 from __future__ import annotations
 
 from webhook.core.review import Request
 from webhook.policies.context import Context
+from webhook.policies.pods.connect import validate_connect
 from webhook.policies.pods.mutate import mutate_ephemeral, mutate_pod_object
 from webhook.policies.pods.template import check_pod_template
 from webhook.policies.pods.update import check_pod_update
 from webhook.policies.pods.validate import check_new_ephemeral, check_resize, validate_pod_object
 from webhook.policies.result import Verdict
 
-__all__ = ["check_pod_template", "mutate_pod", "mutate_pod_object", "validate_pod",
-           "validate_pod_object"]
+__all__ = [
+    "check_pod_template",
+    "mutate_pod",
+    "mutate_pod_object",
+    "validate_connect",
+    "validate_pod",
+    "validate_pod_object",
+]
 
 
 def mutate_pod(request: Request, context: Context) -> Verdict:

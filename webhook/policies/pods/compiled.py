@@ -51,6 +51,8 @@ class CompiledPolicy:
     default_uid: int
     default_gid: int
     native_sidecars: bool
+    csi_drivers: frozenset[str]  # volumes.allowedCSIDrivers
+    registries: tuple[str, ...]  # images.allowedRegistries (empty: any registry)
     checked: frozenset[str]  # rules whose mode is not off
     patching: frozenset[str]  # rules in enforce mode (only those change the object)
     accepted: frozenset[str]  # istio.io/rev values that select our control plane
@@ -151,6 +153,8 @@ def _build(policy: Policy) -> CompiledPolicy:
         default_uid=policy.identity.run_as_user,
         default_gid=policy.identity.run_as_group,
         native_sidecars=policy.istio.native_sidecars,
+        csi_drivers=frozenset(policy.volumes.allowed_csi_drivers),
+        registries=policy.images.allowed_registries,
         checked=frozenset(rule for rule, mode in modes.items() if mode is not Mode.OFF),
         patching=frozenset(rule for rule, mode in modes.items() if mode is Mode.ENFORCE),
         # Without a configured revision the default control plane injects, and Istio itself

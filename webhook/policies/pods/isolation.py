@@ -1,6 +1,6 @@
 """The isolation rules of THREATS.md: nothing of the host, no privilege, no proxy identity.
 
-Owns the pod-level checks (host namespaces, hostPath, sysctls, shareProcessNamespace,
+Owns the pod-level checks (host namespaces, sysctls, shareProcessNamespace,
 hostAliases, Kata annotations, pod securityContext identity) and the per-container checks
 (hostPort, privileged, procMount, added capabilities, runAsUser/runAsGroup) over containers,
 init containers and ephemeral containers alike. Istio's own containers are recognised by
@@ -73,15 +73,6 @@ def check_pod_level(metadata: dict[str, Any], spec: dict[str, Any], annotations:
         builder.violate("pod.host-aliases", join(path, "spec.hostAliases"), "pins names to "
                         "arbitrary IPs in /etc/hosts, around the filtering resolver; remove "
                         "hostAliases")
-    if on("pod.host-path"):
-        volumes = spec.get("volumes")
-        for index, volume in enumerate(volumes if isinstance(volumes, list) else ()):
-            if isinstance(volume, dict) and volume.get("hostPath") is not None:
-                name = volume.get("name")
-                builder.violate("pod.host-path",
-                                join(path, f"spec.volumes[{name or index}].hostPath"),
-                                "mounts a host path into the pod; use an emptyDir, configMap, "
-                                "secret or persistent volume instead")
     security = spec.get("securityContext")
     if isinstance(security, dict) and security:
         _check_pod_security(security, compiled=compiled, builder=builder, path=path)

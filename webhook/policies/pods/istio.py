@@ -46,7 +46,11 @@ CAPTURE_ANNOTATIONS = (
 # Replace the proxy, its image (a "/" in proxyImage replaces the init image too), its
 # template, bootstrap or volumes.
 OVERRIDE_ANNOTATIONS = ("sidecar.istio.io/proxyImage", "inject.istio.io/templates",
-                        "proxy.istio.io/config", "sidecar.istio.io/bootstrapOverride")
+                        "proxy.istio.io/config", "sidecar.istio.io/bootstrapOverride",
+                        "sidecar.istio.io/discoveryAddress")  # another control plane
+# Off, the kubelet probes the app itself, from the node; Istio reads it with Go's ParseBool.
+REWRITE_PROBERS = "sidecar.istio.io/rewriteAppHTTPProbers"
+_GO_FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
 OVERRIDE_PREFIXES = ("sidecar.istio.io/userVolume",)
 # Written by the injector; pre-set by a user on CREATE they steer re-injection.
 INJECTOR_OUTPUT_ANNOTATIONS = (STATUS, "proxy.istio.io/overrides")
@@ -116,11 +120,14 @@ def check_annotations(annotations: dict[str, Any], *, compiled: CompiledPolicy,
                       or key.startswith(OVERRIDE_PREFIXES)]
         if not final:
             overriding += [key for key in INJECTOR_OUTPUT_ANNOTATIONS if key in annotations]
+        rewrite = annotations.get(REWRITE_PROBERS)
+        if isinstance(rewrite, str) and rewrite in _GO_FALSE:
+            overriding.append(REWRITE_PROBERS)
         for key in overriding:
             builder.violate("pod.istio-proxy-override",
                             _annotation_path(path, "annotations", key), "replaces or steers "
-                            "Istio's proxy, its image, template, bootstrap or volumes; remove "
-                            "the annotation")
+                            "Istio's proxy, its image, template, bootstrap, volumes, control "
+                            "plane or probe rewriting; remove the annotation")
 
 
 def check_reserved_name(ref: ContainerRef, *, compiled: CompiledPolicy,

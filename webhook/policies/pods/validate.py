@@ -13,7 +13,16 @@ from __future__ import annotations
 from typing import Any
 
 from webhook.config.policy import Policy
-from webhook.policies.pods import dns, identity, initorder, isolation, istio, memory
+from webhook.policies.pods import (
+    dns,
+    identity,
+    initorder,
+    isolation,
+    istio,
+    memory,
+    node,
+    volumes,
+)
 from webhook.policies.pods.compiled import CompiledPolicy, compile_policy
 from webhook.policies.pods.walk import (
     CONTAINERS,
@@ -102,6 +111,8 @@ def check_parts(parts: PodMaps, *, compiled: CompiledPolicy, builder: VerdictBui
                             final=final)
     isolation.check_pod_level(metadata, spec, annotations, compiled=compiled, builder=builder,
                               path=path)
+    declared = volumes.check_volumes(spec, compiled=compiled, builder=builder, path=path,
+                                     final=final)
     if not final:
         initorder.check_native_annotation(spec, annotations, compiled=compiled,
                                           builder=builder, path=path)
@@ -128,6 +139,10 @@ def check_parts(parts: PodMaps, *, compiled: CompiledPolicy, builder: VerdictBui
         if guarded:
             identity.check_container(ref, role, pod_security, compiled=compiled,
                                      builder=builder, path=path, final=final)
+        if "volumeMounts" in ref.body:
+            volumes.check_mounts(ref, role, declared, compiled=compiled, builder=builder,
+                                 final=final)
+        node.check_container(ref, role, compiled=compiled, builder=builder)
         if sizing_memory and ref.kind == CONTAINERS and ref.name != memory.PROXY_CONTAINER:
             sizing = memory.read_sizing(ref, builder=memory_builder)
             usable = usable and sizing.usable
@@ -186,6 +201,10 @@ def check_new_ephemeral(pod: dict[str, Any], old: dict[str, Any] | None, *,
         if guarded:
             identity.check_container(ref, isolation.Role.APP, pod_security, compiled=compiled,
                                      builder=builder, path="", final=final)
+        # The pod is live: Istio's volumes exist, and an ephemeral container must not mount them.
+        volumes.check_mounts(ref, isolation.Role.APP, None, compiled=compiled, builder=builder,
+                             final=True)
+        node.check_container(ref, isolation.Role.APP, compiled=compiled, builder=builder)
     return builder.build()
 
 

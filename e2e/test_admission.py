@@ -306,7 +306,9 @@ def test_a_replicaset_made_pod_with_nothing_set_is_admitted_and_stored_safe(
                 "--ignore-not-found")
 
 
-def test_a_live_pod_can_be_labelled_but_not_unsealed(cluster: Cluster) -> None:
+def test_a_live_pod_can_be_labelled_but_neither_unsealed_nor_exec_ed_into(
+    cluster: Cluster,
+) -> None:
     name = "currency-agent-live"
     created = apply(agent_pod(cluster.namespace, name=name))
     assert created.returncode == 0, created.stderr
@@ -321,6 +323,13 @@ def test_a_live_pod_can_be_labelled_but_not_unsealed(cluster: Cluster) -> None:
                            "traffic.sidecar.istio.io/excludeOutboundIPRanges=0.0.0.0/0")
         assert narrowed.returncode != 0, "a capture-narrowing annotation was added"
         assert "[pod.istio-capture-annotations]" in narrowed.stderr, narrowed.stderr
+        # CONNECT admission runs before the API server reaches the kubelet, so a raw POST to
+        # the exec subresource shows the verdict even where no container runs (no Istio here).
+        exec_path = (f"/api/v1/namespaces/{cluster.namespace}/pods/{name}/exec"
+                     "?container=istio-proxy&command=true&stdout=true")
+        proxied = kubectl("create", "--raw", exec_path, "-f", "-", stdin="{}")
+        assert proxied.returncode != 0
+        assert "[pod.istio-exec]" in proxied.stderr, proxied.stderr
     finally:
         kubectl(*pod, "delete", "pod", name, "--grace-period=0", "--force", "--wait=false",
                 "--ignore-not-found")

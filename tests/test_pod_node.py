@@ -141,3 +141,13 @@ def test_the_node_rules_follow_their_modes() -> None:
     off = policy(images={"allowedRegistries": ["ghcr.io"]},
                  rules={"pod.image-registry": "off"})
     assert before(foreign, off) == []
+
+
+def test_an_image_volume_is_held_to_the_registry_allowlist() -> None:
+    def with_model(reference: str) -> dict[str, Any]:
+        return pod(container(image="ghcr.io/example/agent:1", request="512Mi", limit="1Gi"),
+                   volumes=[{"name": "model", "image": {"reference": reference}}])
+    assert before(with_model("ghcr.io/example/model:1"), REGISTRIES) == []
+    assert before(with_model("docker.io/attacker/model:1"), REGISTRIES) == [
+        ("pod.image-registry", "spec.volumes[model].image.reference")]
+    assert before(with_model("docker.io/attacker/model:1")) == []  # no list: any registry

@@ -10,7 +10,8 @@ One pass over ``spec.volumes`` judges three rules:
   kernel or the kubelet connects out, outside the pod's network namespace: around the
   sidecar, the filtering resolver and NetworkPolicy, and Kata shares the mount into the VM.
   PersistentVolumeClaims are allowed: their volumes are an administrator's (StorageClass,
-  PersistentVolume), not the pod author's;
+  PersistentVolume), not the pod author's. An ``image`` volume's reference is held to
+  ``images.allowedRegistries`` like a container image (``pod.image-registry``);
 - ``pod.istio-volumes``: before injection, no user volume takes one of Istio's names (the
   injector merges by name); after it, only Istio's containers mount Istio's volumes.
   ``istio-envoy`` holds Envoy's xDS socket: a container that can replace it while the proxy
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from webhook.policies.pods import node
 from webhook.policies.pods.compiled import CompiledPolicy
 from webhook.policies.pods.isolation import Role
 from webhook.policies.pods.walk import ContainerRef, join
@@ -42,6 +44,7 @@ LOCAL_SOURCES = frozenset({"configMap", "secret", "downwardAPI", "projected", "e
                            "persistentVolumeClaim", "ephemeral", "image"})
 ISTIO_ROLES = frozenset({Role.PROXY, Role.IPTABLES_INIT, Role.CNI_VALIDATION})
 _ALWAYS_LOCAL = LOCAL_SOURCES | {"name"}
+_PULLED_LOCAL = _ALWAYS_LOCAL - {"image"}
 
 
 def check_volumes(spec: dict[str, Any], *, compiled: CompiledPolicy, builder: VerdictBuilder,
@@ -51,6 +54,9 @@ def check_volumes(spec: dict[str, Any], *, compiled: CompiledPolicy, builder: Ve
     checked = compiled.checked
     names: set[str] | None = set() if ISTIO_RULE in checked and not final else None
     network, host_path = NETWORK_RULE in checked, HOST_PATH_RULE in checked
+    # Image volumes are pulled by the node like container images: same allowlist.
+    pulled = bool(compiled.registries) and node.REGISTRY_RULE in checked
+    skipped = _PULLED_LOCAL if pulled else _ALWAYS_LOCAL
     for index, volume in enumerate(volumes if isinstance(volumes, list) else ()):
         if not isinstance(volume, dict):
             continue
@@ -62,7 +68,7 @@ def check_volumes(spec: dict[str, Any], *, compiled: CompiledPolicy, builder: Ve
                                 f"{name!r} is one of Istio's volume names, and the injector "
                                 "would merge this volume into its own; rename the volume")
         for source in volume:
-            if source in _ALWAYS_LOCAL:  # the usual volume: one name, one local source
+            if source in skipped:  # the usual volume: one name, one local source
                 continue
             label = name if isinstance(name, str) and name else str(index)
             where = join(path, f"spec.volumes[{label}].{source}")
@@ -71,6 +77,15 @@ def check_volumes(spec: dict[str, Any], *, compiled: CompiledPolicy, builder: Ve
                     builder.violate(HOST_PATH_RULE, where, "mounts a host path into the pod; "
                                     "use an emptyDir, configMap, secret or persistent volume "
                                     "instead")
+            elif source == "image":
+                body = volume[source]
+                reference = body.get("reference") if isinstance(body, dict) else None
+                if not (isinstance(reference, str)
+                        and node.allowed(reference, compiled.registries)):
+                    builder.violate(node.REGISTRY_RULE, f"{where}.reference", f"{reference!r} "
+                                    "is not from an approved registry "
+                                    f"({', '.join(compiled.registries)}); the node pulls it "
+                                    "from wherever it names: use an image from one of them")
             elif not network:
                 continue
             elif source == "csi":

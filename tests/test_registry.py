@@ -229,3 +229,69 @@ def test_an_unknown_registry_field_names_the_nearest_known_one(text: str,
     with pytest.raises(ConfigError) as caught:
         parse_registry(text, source="registry.yaml")
     assert suggestion in str(caught.value)
+
+
+def test_an_exact_entry_also_governs_the_names_under_it(registry: Registry) -> None:
+    # Cloud Storage serves virtual-hosted buckets as <bucket>.storage.googleapis.com: the
+    # exact entry for storage.googleapis.com keeps *.googleapis.com from approving them.
+    for namespace in ("agents", "data"):
+        bucket = registry.approve(host="attacker-bucket.storage.googleapis.com",
+                                  namespace=namespace, port=443, protocol="HTTPS")
+        assert isinstance(bucket, Refusal)
+        assert (bucket.reason, bucket.key) == (Refused.UNDER_EXACT,
+                                               Host("storage.googleapis.com"))
+    assert isinstance(registry.approve(host="bigquery.googleapis.com", namespace="agents",
+                                       port=443, protocol="HTTPS"), Approval)
+    # Without a suffix above it, a name under an exact entry is simply not listed.
+    below = registry.approve(host="v2.api.frankfurter.app", namespace="agents")
+    assert isinstance(below, Refusal)
+    assert below.reason is Refused.NOT_LISTED
+
+
+def test_subdomains_inherit_and_a_nearer_suffix_say_otherwise_explicitly() -> None:
+    base = ("entries:\n- host: '*.googleapis.com'\n- host: storage.googleapis.com\n"
+            "  namespaces: [data]\n")
+    inherit = parse_registry(base + "  subdomains: inherit\n", source="inherit")
+    assert isinstance(inherit.approve(host="b.storage.googleapis.com", namespace="agents"),
+                      Approval)
+    nearer = parse_registry(base + "- host: '*.storage.googleapis.com'\n  namespaces: [data]\n",
+                            source="nearer")
+    assert isinstance(nearer.approve(host="b.storage.googleapis.com", namespace="data"),
+                      Approval)
+    refused = nearer.approve(host="b.storage.googleapis.com", namespace="agents")
+    assert isinstance(refused, Refusal)
+    assert refused.reason is Refused.NAMESPACE
+    # Several entries for one name: only if every one says inherit.
+    mixed = parse_registry(base + "  subdomains: inherit\n- host: storage.googleapis.com\n"
+                           "  namespaces: [other]\n", source="mixed")
+    assert isinstance(mixed.approve(host="b.storage.googleapis.com", namespace="agents"),
+                      Refusal)
+    with pytest.raises(ConfigError, match="subdomains applies to exact hosts"):
+        parse_registry("entries:\n- host: '*.example.com'\n  subdomains: inherit\n", source="x")
+
+
+def test_suffix_entries_covering_shared_storage_warn_at_load(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "registry.yaml"
+    path.write_text("entries:\n- host: '*.amazonaws.com'\n- host: '*.googleapis.com'\n"
+                    "- host: storage.googleapis.com\n- host: firebasestorage.googleapis.com\n"
+                    "- host: api.frankfurter.app\n")
+    with caplog.at_level("WARNING", logger="webhook.egress.registry"):
+        registry = load_registry(path)
+    (warning,) = registry.warnings  # googleapis is narrowed for every shared name it covers
+    assert warning.startswith("entry *.amazonaws.com ")
+    assert "any-bucket.s3.amazonaws.com" in warning
+    assert "Amazon S3" in warning
+    assert warning in caplog.text
+    assert str(path) in caplog.text
+    denied = parse_registry("entries:\n- host: '*.githubusercontent.com'\ndeny:\n"
+                            "- '*.githubusercontent.com'\n", source="denied")
+    assert denied.warnings == ()
+    assert parse_registry("entries:\n- host: '*.example.com'\n", source="x").warnings == ()
+
+
+def test_pins_name_the_approved_hosts_an_address_belongs_to(registry: Registry) -> None:
+    (pin,) = registry.pins(address=ipaddress.ip_address("203.0.113.10"), namespace="agents")
+    assert pin.key == Host("api.exchangerate.host")
+    assert (8443, "TLS") in pin.pairs
+    assert registry.pins(address=ipaddress.ip_address("198.51.100.1"), namespace="agents") == []

@@ -64,3 +64,11 @@ def test_other_configmaps_are_allowed_whatever_they_hold() -> None:
     outcome = configmap(name="something-else", data={"registry.yaml": "not: [valid"})
     assert outcome.allowed
     assert outcome.rules == ()
+
+
+def test_a_registry_that_loads_with_warnings_is_admitted_with_them() -> None:
+    outcome = configmap(data={"registry.yaml": "entries:\n- host: '*.core.windows.net'\n"})
+    assert outcome.allowed
+    (warning,) = outcome.review["response"]["warnings"]
+    assert "*.core.windows.net" in warning
+    assert "Azure Blob Storage" in warning

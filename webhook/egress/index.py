@@ -1,9 +1,18 @@
 """The lookup side of the egress registry: indexes built once per load, read per request.
 
 Owns the answer to "may this namespace reach this host on this port and protocol?" and its
-reasons. Each lookup is a handful of dict reads (the exact name, then each parent suffix,
-longest first), never a scan of the entries or a regular expression. It does not parse
-files: ``webhook.egress.registry`` validates the YAML and builds this index from the result.
+reasons, and "which approved hosts does the registry pin this IP address to?". Each lookup is
+a handful of dict reads (the exact name, then each parent, longest first), never a scan of
+the entries or a regular expression. It does not parse files: ``webhook.egress.registry``
+validates the YAML and builds this index from the result.
+
+Which entries govern a host: its exact entries if there are any. Otherwise each parent name,
+longest first: a ``*.parent`` entry governs it (names under the parent, explicitly), and an
+exact entry for the parent governs it too, unless every entry for that parent says
+``subdomains: inherit``. An exact entry therefore narrows a broader suffix for the names under
+it as well: with ``*.googleapis.com`` for everyone and ``storage.googleapis.com`` for one
+namespace, ``attacker-bucket.storage.googleapis.com`` (a Cloud Storage virtual-hosted bucket)
+is approved nowhere, because an exact entry approves only its own name.
 """
 
 from __future__ import annotations
@@ -16,9 +25,10 @@ from types import MappingProxyType
 from webhook.egress.hosts import Host
 from webhook.egress.schema import DenyEntry, IPAddress, PortProtocol
 
-# (key, approved (port, protocol) pairs, namespaces or None for all, addresses, export)
+# (key, approved (port, protocol) pairs, namespaces or None for all, addresses, export,
+#  whether names under an exact key fall through to broader suffixes)
 EntryFacts = tuple[Host, frozenset[PortProtocol], "tuple[str, ...] | None",
-                   frozenset[IPAddress], bool]
+                   frozenset[IPAddress], bool, bool]
 
 
 class Refused(StrEnum):
@@ -26,6 +36,7 @@ class Refused(StrEnum):
     NOT_LISTED = "not-listed"  # no entry matches the host
     NAMESPACE = "namespace"  # entries match, none for this namespace
     PORT = "port"  # approved for the namespace, not on this port/protocol
+    UNDER_EXACT = "under-exact"  # under a name with an exact entry, which approves only itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +52,14 @@ class Refusal:
     key: Host | None = None  # the most specific matching key, if any
     approved: frozenset[PortProtocol] = frozenset()  # what the namespace may use instead
     deny: DenyEntry | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """An approved host the registry pins an address to, and the ports it approves there."""
+
+    key: Host
+    pairs: frozenset[PortProtocol]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +79,7 @@ class _Group:
     key: Host
     everyone: _Grant | None  # from entries without a namespaces list
     by_namespace: Mapping[str, _Grant]  # already includes ``everyone``
+    governs_below: bool = True  # an exact key: names under it do not reach broader suffixes
 
     def grant(self, namespace: str) -> _Grant | None:
         return self.by_namespace.get(namespace, self.everyone)
@@ -68,7 +88,7 @@ class _Group:
 class RegistryIndex:
     """Exact and suffix keys to folded grants, and the deny list, as dicts."""
 
-    __slots__ = ("_deny_exact", "_deny_suffix", "_exact", "_suffix")
+    __slots__ = ("_by_address", "_deny_exact", "_deny_suffix", "_exact", "_suffix")
 
     def __init__(self, entries: Iterable[EntryFacts],
                  deny: Iterable[tuple[Host, DenyEntry]]) -> None:
@@ -83,6 +103,27 @@ class RegistryIndex:
         self._deny_suffix: dict[str, DenyEntry] = {}
         for host, item in deny:
             (self._deny_suffix if host.wildcard else self._deny_exact).setdefault(host.name, item)
+        self._by_address: dict[IPAddress, list[_Group]] = {}
+        for group in (*self._exact.values(), *self._suffix.values()):
+            grants = (group.everyone, *group.by_namespace.values())
+            for address in frozenset().union(*(g.addresses for g in grants if g is not None)):
+                self._by_address.setdefault(address, []).append(group)
+
+    def pins(self, address: IPAddress, namespace: str) -> list[Pin]:
+        """The hosts approved for ``namespace`` whose entries list ``address``.
+
+        A suffix key counts as well: its entries pin the address for the names under it.
+        Denied exact keys never count.
+        """
+        found = []
+        for group in self._by_address.get(address, ()):
+            grant = group.grant(namespace)
+            if grant is None or address not in grant.addresses:
+                continue
+            if not group.key.wildcard and self.denied(group.key.name) is not None:
+                continue
+            found.append(Pin(group.key, grant.pairs))
+        return found
 
     def denied(self, host: str) -> DenyEntry | None:
         hit = self._deny_exact.get(host)
@@ -102,6 +143,8 @@ class RegistryIndex:
         group = self._group(host)
         if group is None:
             return Refusal(host, Refused.NOT_LISTED)
+        if not group.key.wildcard and group.key.name != host:
+            return Refusal(host, Refused.UNDER_EXACT, key=group.key)
         grant = group.grant(namespace)
         if grant is None:
             return Refusal(host, Refused.NAMESPACE, key=group.key)
@@ -114,8 +157,16 @@ class RegistryIndex:
         if self.denied(host) is not None:
             return _NO_GRANT
         group = self._group(host)
-        grant = group.grant(namespace) if group is not None else None
-        return grant or _NO_GRANT
+        if group is None or not (group.key.wildcard or group.key.name == host):
+            return _NO_GRANT  # unknown, or under an exact entry that approves only itself
+        return group.grant(namespace) or _NO_GRANT
+
+    def suffix_key(self, host: str) -> Host | None:
+        """The ``*.suffix`` key that approves ``host`` for some namespace, if that is how."""
+        if self.denied(host) is not None:
+            return None
+        group = self._group(host)
+        return group.key if group is not None and group.key.wildcard else None
 
     def granted_keys(self, namespace: str) -> list[tuple[Host, frozenset[PortProtocol],
                                                           frozenset[IPAddress]]]:
@@ -139,13 +190,24 @@ class RegistryIndex:
             parent in self._deny_suffix for parent in _parents(key.name))
 
     def _group(self, host: str) -> _Group | None:
+        """The group governing ``host`` (see the module docstring), or None.
+
+        A returned exact group whose key is not ``host`` itself means "under an exact entry":
+        nothing is approved for ``host``.
+        """
         group = self._exact.get(host)
         if group is not None or not self._suffix:
             return group
-        for suffix in _parents(host):  # longest first: the most specific suffix wins
-            group = self._suffix.get(suffix)
+        governor: _Group | None = None
+        for parent in _parents(host):  # longest first: the most specific parent wins
+            group = self._suffix.get(parent)
             if group is not None:
-                return group
+                # Under a governing exact entry, the suffix would have approved it: say so.
+                return governor or group
+            if governor is None:
+                exact = self._exact.get(parent)
+                if exact is not None and exact.governs_below:
+                    governor = exact
         return None
 
 
@@ -159,13 +221,15 @@ def _parents(host: str) -> Iterator[str]:
 
 def _fold(key: Host, entries: list[EntryFacts]) -> _Group:
     def merge(items: list[EntryFacts]) -> _Grant:
-        return _Grant(frozenset().union(*(pairs for _, pairs, _, _, _ in items)),
-                      frozenset().union(*(addresses for _, _, _, addresses, _ in items)),
-                      any(export for *_, export in items))
+        return _Grant(frozenset().union(*(pairs for _, pairs, _, _, _, _ in items)),
+                      frozenset().union(*(addresses for _, _, _, addresses, _, _ in items)),
+                      any(export for *_, export, _ in items))
 
     shared = [e for e in entries if e[2] is None]
     everyone = merge(shared) if shared else None
     names = {ns for e in entries for ns in (e[2] or ())}
     by_namespace = {ns: merge([*shared, *(e for e in entries if e[2] and ns in e[2])])
                     for ns in names}
-    return _Group(key, everyone, MappingProxyType(by_namespace))
+    # Only an explicit word from every entry for the name lets names under it fall through.
+    governs_below = not all(inherit for *_, inherit in entries)
+    return _Group(key, everyone, MappingProxyType(by_namespace), governs_below)

@@ -8,14 +8,21 @@ belongs to ``webhook.egress.hosts``.
 
 Matching: an entry's host is an exact name or ``*.suffix`` (any name under the suffix, not
 the suffix itself). For a given host only the most specific group of entries counts: the
-entries for that exact name if there are any, else those of the longest matching suffix. So an
-exact entry narrows a broader suffix entry instead of adding to it. Within a group, entries
-add up. A deny-list match wins over every approval.
+entries for that exact name if there are any, else those of its longest parent with entries,
+where an exact entry for a parent governs the names under it (they are approved nowhere
+unless the entry says ``subdomains: inherit``). So an exact entry narrows a broader suffix
+entry, for its own name and the names under it, instead of adding to it. Within a group,
+entries add up. A deny-list match wins over every approval.
+
+Load warnings (``Registry.warnings``, logged at load and shown by ``kubectl apply`` of the
+registry ConfigMap): a ``*.suffix`` entry that approves a well-known shared-storage or paste
+endpoint (``webhook.egress.shared``), where anyone's bucket or paste sits under one name.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -28,7 +35,7 @@ from pydantic import (
 
 from webhook.config.yamlfile import parse_model, read_source
 from webhook.egress.hosts import Host
-from webhook.egress.index import Approval, Refusal, Refused, RegistryIndex
+from webhook.egress.index import Approval, Pin, Refusal, Refused, RegistryIndex
 from webhook.egress.schema import (
     HOST_MATCHED_PROTOCOLS,
     DenyEntry,
@@ -38,14 +45,17 @@ from webhook.egress.schema import (
     PortProtocol,
     StrictModel,
 )
+from webhook.egress.shared import suffix_warnings
 
 __all__ = ["API_VERSION", "HOST_MATCHED_PROTOCOLS", "KIND", "Approval", "DenyEntry", "Entry",
-           "IPAddress", "PortApproval", "PortProtocol", "Refusal", "Refused", "Registry",
+           "IPAddress", "Pin", "PortApproval", "PortProtocol", "Refusal", "Refused", "Registry",
            "load_registry", "parse_registry"]
 
 DEFAULT_REGISTRY_RESOURCE = "defaults/registry.yaml"
 API_VERSION: Final = "agentsandbox.io/v1alpha1"
 KIND: Final = "EgressRegistry"
+
+log = logging.getLogger(__name__)
 
 class Registry(StrictModel):
     """The whole registry file; lookups go through an index built once, at validation.
@@ -74,8 +84,8 @@ class Registry(StrictModel):
         # A cached_property lands in the instance dict: a plain attribute read afterwards,
         # unlike pydantic private attributes, which cost microseconds per access.
         return RegistryIndex(
-            [(e.host, e.pairs(), e.namespaces, frozenset(e.addresses), e.allow_mesh_wide_export)
-             for e in self.entries],
+            [(e.host, e.pairs(), e.namespaces, frozenset(e.addresses), e.allow_mesh_wide_export,
+              e.subdomains == "inherit") for e in self.entries],
             [(d.host, d) for d in self.deny])
 
     @cached_property
@@ -84,6 +94,11 @@ class Registry(StrictModel):
         canonical = orjson.dumps(self.model_dump(mode="json", by_alias=True),
                                  option=orjson.OPT_SORT_KEYS)
         return "sha256:" + hashlib.sha256(canonical).hexdigest()[:16]
+
+    @cached_property
+    def warnings(self) -> tuple[str, ...]:
+        """What an operator should know about this registry although it loads."""
+        return suffix_warnings(self.index)
 
     def denied(self, host: str) -> DenyEntry | None:
         """The deny-list item matching ``host`` (exactly, or under a ``*.suffix``), if any."""
@@ -106,6 +121,10 @@ class Registry(StrictModel):
     def mesh_wide_export(self, *, host: str, namespace: str) -> bool:
         return self.index.grant(host, namespace).mesh_wide_export
 
+    def pins(self, *, address: IPAddress, namespace: str) -> list[Pin]:
+        """Approved hosts (for ``namespace``) whose entries list ``address``, with their ports."""
+        return self.index.pins(address, namespace)
+
 
 def parse_registry(text: str, *, source: str) -> Registry:
     """Parse registry YAML; every problem is a ConfigError naming the source and field."""
@@ -116,4 +135,7 @@ def load_registry(path: Path | None) -> Registry:
     """Load a registry file, or the embedded default (empty: approves nothing) for None."""
     text, source = read_source(path, default_resource=DEFAULT_REGISTRY_RESOURCE,
                                what="registry")
-    return parse_registry(text, source=source)
+    registry = parse_registry(text, source=source)
+    for warning in registry.warnings:
+        log.warning("registry %s: %s", source, warning)
+    return registry

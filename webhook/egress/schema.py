@@ -66,6 +66,9 @@ class Entry(StrictModel):
     namespaces: tuple[str, ...] | None = Field(None, min_length=1)
     addresses: tuple[IPAddress, ...] = ()
     allow_mesh_wide_export: bool = Field(False, alias="allowMeshWideExport")
+    # An exact entry governs the names under it too ("govern"): they are approved only by
+    # entries of their own, never by a broader *.suffix. "inherit" says otherwise, explicitly.
+    subdomains: Literal["govern", "inherit"] = "govern"
     description: str | None = None
     owner: str | None = None
 
@@ -128,6 +131,9 @@ class Entry(StrictModel):
     def _one_spelling(self) -> Entry:
         if self.protocol is not None and self.protocols is not None:
             raise ValueError("give protocol or protocols, not both")
+        if self.host.wildcard and self.subdomains != "govern":
+            raise ValueError("subdomains applies to exact hosts only; a *.suffix entry "
+                             "already covers every name under it")
         return self
 
     def pairs(self) -> frozenset[PortProtocol]:

@@ -69,6 +69,12 @@ def refusal_text(refusal: Refusal, *, namespace: str,
     if refusal.reason is Refused.NOT_LISTED:
         return (f"{host} is not in the egress registry for namespace {namespace}; to allow "
                 f"it, add an entry {entry_text(host, namespace, wanted)} to the registry")
+    if refusal.reason is Refused.UNDER_EXACT:
+        return (f"{host} is under {refusal.key}, which has an exact registry entry; an exact "
+                "entry approves only its own name and keeps broader *.suffix entries from "
+                f"approving the names under it, so {host} is approved nowhere; to allow it, add "
+                f"an entry {entry_text(host, namespace, wanted)}, or set subdomains: inherit on "
+                f"the entry for {refusal.key}")
     if refusal.reason is Refused.NAMESPACE:
         return (f"{host} is in the egress registry (entry {refusal.key}) but not for namespace "
                 f"{namespace}; to allow it, add {namespace} to that entry's namespaces, or add "

@@ -3,8 +3,10 @@
 Owns ``validate_configmap``. The webhook configuration sends it ConfigMaps in the webhook's
 namespace only; this policy checks the one named ``egress-registry`` by parsing its
 ``registry.yaml`` key with the same loader the webhook uses at run time, so a registry that
-would not load never reaches the pods' webhook. Other ConfigMaps are allowed untouched. A
-registry that loads but that the running webhook would reject cannot exist: it is one parser.
+would not load never reaches the pods' webhook, and one that loads with warnings (a suffix
+entry covering shared-storage or paste endpoints) is admitted with those warnings. Other
+ConfigMaps are allowed untouched. A registry that loads but that the running webhook would
+reject cannot exist: it is one parser.
 """
 
 from __future__ import annotations
@@ -40,8 +42,11 @@ def validate_configmap(request: Request, context: Context) -> Verdict:
                   f"webhook would keep its last good registry; {hint}")
         return b.build()
     try:
-        parse_registry(text, source=where)
+        registry = parse_registry(text, source=where)
     except ConfigError as exc:
         b.violate(REGISTRY_INVALID, f"data.{REGISTRY_KEY}", f"{exc}. The webhook would keep "
                   "its last good registry; fix the file (format: docs/egress.md)")
+        return b.build()
+    for warning in registry.warnings:  # it loads; kubectl shows what the operator should know
+        b.warn(f"{where}: {warning}")
     return b.build()

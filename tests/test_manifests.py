@@ -17,6 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from webhook.config.policy import load_policy
+
 ROOT = Path(__file__).resolve().parent.parent
 K8S_VERSION = "1.34.0"  # recent; pods/resize is served from 1.33
 SYSTEM_NAMESPACES = {"kube-system", "kube-node-lease", "agent-sandbox-system"}
@@ -353,3 +355,59 @@ def test_cert_manager_overlay_injects_ca_and_serves_files() -> None:
     assert certs["secret"]["secretName"] == certificate["spec"]["secretName"]
     assert "emptyDir" not in certs
     assert not [o for o in objects if o["kind"] == "Role"], "no Secret rights needed"
+
+
+# Services, endpoints, Istio and Gateway API kinds that open egress around the registry.
+AGENT_KINDS = {
+    "services": {"": {"services", "endpoints"}, "discovery.k8s.io": {"endpointslices"}},
+    "wasmplugins": {"extensions.istio.io": {"wasmplugins"}},
+    "proxyconfigs": {"networking.istio.io": {"proxyconfigs"}},
+    "requestauthentications": {"security.istio.io": {"requestauthentications"}},
+    "routes": {"gateway.networking.k8s.io": {"httproutes", "grpcroutes", "tcproutes",
+                                             "tlsroutes"}},
+}
+
+
+def _matched(webhook: dict[str, Any]) -> dict[str, set[str]]:
+    matched: dict[str, set[str]] = {}
+    for rule in webhook["rules"]:
+        # Every served version, present and future: '*' (matchPolicy Equivalent as well).
+        assert rule["apiVersions"] == ["*"], webhook["name"]
+        assert rule["operations"] == ["CREATE", "UPDATE"], webhook["name"]
+        (group,) = rule["apiGroups"]
+        matched.setdefault(group, set()).update(rule["resources"])
+    return matched
+
+
+@pytest.mark.parametrize("entry", sorted(AGENT_KINDS))
+def test_egress_kinds_are_selected_in_agent_namespaces_only_in_every_version(
+        base: list[dict[str, Any]], entry: str) -> None:
+    webhooks = {w["name"]: w for _, w in _webhooks(base)}
+    sidecars = webhooks["validate.sidecars.agentsandbox.io"]
+    sidecars_warn = webhooks["validate.sidecars-warn.agentsandbox.io"]
+    for name, twin in ((f"validate.{entry}.agentsandbox.io", sidecars),
+                       (f"validate.{entry}-warn.agentsandbox.io", sidecars_warn)):
+        webhook = webhooks[name]
+        assert _matched(webhook) == AGENT_KINDS[entry], name
+        assert "matchConditions" not in webhook, "Kubernetes 1.27 must install it"
+        for key in ("namespaceSelector", "clientConfig", "failurePolicy", "matchPolicy",
+                    "sideEffects", "timeoutSeconds"):
+            assert webhook[key] == twin[key], (name, key)
+    auditor = _one(base, "ClusterRole", "agent-sandbox-auditor")
+    for group, resources in AGENT_KINDS[entry].items():
+        granted = {r for rule in auditor["rules"] if group in rule["apiGroups"]
+                   for r in rule["resources"]}
+        assert resources <= granted, (group, resources)
+
+
+def test_the_root_namespace_is_selected_by_name_for_the_mesh_wide_kinds(
+        base: list[dict[str, Any]]) -> None:
+    (webhook,) = [w for _, w in _webhooks(base)
+                  if w["name"] == "validate.root-namespace.agentsandbox.io"]
+    only, _ = _selected_namespaces(webhook)
+    assert only == {load_policy(None).istio.root_namespace} == {"istio-system"}
+    assert webhook["clientConfig"]["service"]["path"] == "/validate"
+    assert "matchConditions" not in webhook
+    assert _matched(webhook) == {"networking.istio.io": {"envoyfilters", "sidecars",
+                                                         "proxyconfigs"},
+                                 "extensions.istio.io": {"wasmplugins"}}

@@ -47,9 +47,9 @@ class Engine:
 
     def _build(self) -> Contexts:
         problem = self._registry_problem
+        enforce = Context(policy=self._policy, registry=self._registry, registry_problem=problem)
         return Contexts(
-            enforce=Context(policy=self._policy, registry=self._registry,
-                            registry_problem=problem),
+            enforce=enforce,
             warn=Context(policy=self._policy.downgraded(), registry=self._registry,
-                         registry_problem=problem),
+                         registry_problem=problem, exported=enforce),
         )

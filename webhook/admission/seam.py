@@ -9,7 +9,7 @@ failure; it never reads files or talks to the API server.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -18,12 +18,15 @@ from webhook.core.errors import Undecidable
 from webhook.core.review import Request
 from webhook.core.rules import Mode
 from webhook.policies import MUTATING, VALIDATING
-from webhook.policies.context import Context, Handler
+from webhook.policies.context import Context, Handler, exports_beyond
 from webhook.policies.result import PatchOp, Verdict
 
 log = logging.getLogger(__name__)
 
 CHECKED_OPERATIONS = frozenset({"CREATE", "UPDATE", "CONNECT"})
+EXPORTED_NOTE = ("this namespace is in warn mode, but the object is exported beyond it "
+                 "(exportTo unset, '*' or another namespace), where it would open egress for "
+                 "enforced namespaces: it is judged in enforce mode")
 
 
 class Stage(StrEnum):
@@ -61,8 +64,13 @@ def admit(request: Request, *, stage: Stage, context: Context) -> Outcome:
         return _fail(request, f"agent-sandbox-webhook has no {stage} policy for "
                      f"{request.group or 'core'}/{request.kind}; the webhook configuration "
                      "sends it objects it does not handle")
+    switched = context.exported is not None and exports_beyond(request)
+    if context.exported is not None and switched:
+        context = context.exported
     try:
         verdict = handler(request, context)
+        if switched:
+            verdict = replace(verdict, warnings=(EXPORTED_NOTE, *verdict.warnings))
     except Undecidable as exc:
         return _fail(request, str(exc))
     except Exception:

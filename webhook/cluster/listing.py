@@ -40,6 +40,10 @@ class ObjectSource(Protocol):
 
     def list_workloads(self, namespace: str) -> list[dict[str, Any]]: ...
 
+    def list_services(self, namespace: str) -> list[dict[str, Any]]:
+        """Services and Endpoints (core API) in one namespace."""
+        ...
+
     def list_custom(self, group: str, version: str, plural: str) -> list[dict[str, Any]] | None:
         """Every object of a custom resource in all namespaces; None when it is not served."""
         ...
@@ -111,7 +115,16 @@ class KubernetesSource:
                                        kind=listing.kind))
         return found
 
+    def list_services(self, namespace: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for kind, call in (("Service", self._core.list_namespaced_service),
+                           ("Endpoints", self._core.list_namespaced_endpoints)):
+            listed = self._call(f"list {kind} in {namespace}", call, namespace)
+            found.extend(self.to_dicts(listed, api_version="v1", kind=kind))
+        return found
+
     def list_custom(self, group: str, version: str, plural: str) -> list[dict[str, Any]] | None:
+        """Also serves built-in API groups (``/apis/<group>/<version>/<plural>``)."""
         try:
             listed = self._custom.list_cluster_custom_object(
                 group, version, plural, _request_timeout=REQUEST_TIMEOUT_SECONDS)

@@ -92,6 +92,12 @@ class DNSConfig(_Strict):
         return value
 
 
+# ProxyConfig fields that change nothing about where traffic goes (worker threads, the
+# proxy image flavour). Everything else (environmentVariables above all) is refused.
+DEFAULT_PROXYCONFIG_SAFE_FIELDS = ("concurrency", "image")
+PROXYCONFIG_FIELDS = frozenset({"concurrency", "environmentVariables", "image"})
+
+
 class IstioConfig(_Strict):
     revision: str | None = None
     require_sidecar: bool = Field(True, alias="requireSidecar")
@@ -101,6 +107,55 @@ class IstioConfig(_Strict):
     # sidecar.istio.io/nativeSidecar annotation). Off: pods with init containers are refused
     # unless the Istio CNI sets up capture before any container runs.
     native_sidecars: bool = Field(True, alias="nativeSidecars")
+    # Istio's config root namespace (meshConfig.rootNamespace): objects there without a
+    # workloadSelector apply to every proxy in the mesh.
+    root_namespace: str = Field("istio-system", alias="rootNamespace", min_length=1)
+    proxy_config_safe_fields: tuple[str, ...] = Field(DEFAULT_PROXYCONFIG_SAFE_FIELDS,
+                                                      alias="proxyConfigSafeFields")
+
+    @field_validator("proxy_config_safe_fields")
+    @classmethod
+    def _known_fields(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - PROXYCONFIG_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown ProxyConfig field(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(sorted(PROXYCONFIG_FIELDS))}")
+        return value
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# kube-controller-manager's endpoint controllers, with per-controller credentials
+# (--use-service-account-credentials) and without. Not the EndpointSlice *mirroring*
+# controller: it copies whatever a user wrote into an Endpoints object.
+DEFAULT_ENDPOINT_CONTROLLERS = (
+    "system:serviceaccount:kube-system:endpoint-controller",
+    "system:serviceaccount:kube-system:endpointslice-controller",
+    "system:kube-controller-manager",
+)
+
+
+class NetworkConfig(_Strict):
+    """The cluster's own address ranges: endpoints there stay inside the cluster."""
+
+    pod_cidrs: tuple[Network, ...] = Field((ipaddress.ip_network("10.244.0.0/16"),),
+                                           alias="podCIDRs")
+    service_cidrs: tuple[Network, ...] = Field((ipaddress.ip_network("10.96.0.0/12"),),
+                                               alias="serviceCIDRs")
+    endpoint_controllers: tuple[str, ...] = Field(DEFAULT_ENDPOINT_CONTROLLERS,
+                                                  alias="endpointControllers")
+
+    @field_validator("pod_cidrs", "service_cidrs", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            return value
+        try:
+            return [ipaddress.ip_network(v) if isinstance(v, str) else v for v in value]
+        except ValueError as exc:
+            raise ValueError(f"not a CIDR with its host bits zero: {exc}") from exc
+
+    def in_cluster(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return any(address in network for network in (*self.pod_cidrs, *self.service_cidrs))
 
 
 class IdentityConfig(_Strict):
@@ -179,6 +234,7 @@ class Policy(_Strict):
                                               alias="enforceLabel")
     volumes: VolumesConfig = Field(default_factory=VolumesConfig)
     images: ImagesConfig = Field(default_factory=ImagesConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
     rules: dict[str, Mode] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -25,3 +25,7 @@ DEFAULT_SIDECAR_NAME: Final = "agent-sandbox-default"
 SERVICE_ENTRY_PREFIX: Final = "agent-sandbox-"
 ADMIN_NETWORK_POLICY_NAME: Final = "agent-sandbox-egress-floor"
 DNS_ALLOWLIST_CONFIGMAP: Final = "agent-sandbox-dns-allowlist"
+
+# Kubernetes' own: which controller manages an EndpointSlice (endpointslice-controller.k8s.io
+# for a Service's selector, endpointslicemirroring-controller.k8s.io for a copied Endpoints).
+ENDPOINTSLICE_MANAGED_BY_LABEL: Final = "endpointslice.kubernetes.io/managed-by"

@@ -157,6 +157,41 @@ NETWORK_POLICY_RULES = (
          "every protocol (only DNS to the filtering resolver; TCP is filtered by the sidecar)"),
 )
 
+SERVICE_RULES = (
+    Rule("service.external-name", "Service", "an ExternalName Service names an exact host the "
+         "registry approves for the namespace on every declared port and protocol"),
+    Rule("service.external-ips", "Service", "externalIPs and loadBalancerIP are in the "
+         "cluster's pod or Service ranges, or addresses the registry pins for an approved host"),
+    Rule("endpoints.address-not-approved", "Endpoints, EndpointSlice", "every address is in "
+         "the cluster's pod or Service ranges (never loopback, link-local or metadata), or one "
+         "the registry pins for a host approved for the namespace on that port"),
+)
+
+MESH_EXTENSION_RULES = (
+    Rule("wasmplugin.forbidden", "WasmPlugin", "no WasmPlugin in agent namespaces (code in "
+         "the agent's proxy; nothing in it can be checked)"),
+    Rule("proxyconfig.unsafe-field", "ProxyConfig", "a ProxyConfig in an agent namespace sets "
+         "only the fields istio.proxyConfigSafeFields lists"),
+    Rule("route.backend-not-approved", "HTTPRoute, GRPCRoute, TCPRoute, TLSRoute", "every "
+         "backendRef (and mirror) is a Service of the route's namespace or a Hostname the "
+         "registry approves for it"),
+    Rule("requestauthentication.jwks-uri", "RequestAuthentication", "every jwksUri (or the "
+         "issuer, when istiod discovers the keys) names a host the registry approves for the "
+         "namespace; or the keys are inline (jwks)"),
+)
+
+ROOT_NAMESPACE_RULES = (
+    Rule("rootnamespace.envoyfilter", "EnvoyFilter", "no EnvoyFilter in the Istio root "
+         "namespace that selects every proxy (no workloadSelector, or one on labels every "
+         "mesh pod carries)"),
+    Rule("rootnamespace.wasmplugin", "WasmPlugin", "no WasmPlugin in the Istio root namespace "
+         "that selects every proxy"),
+    Rule("rootnamespace.sidecar", "Sidecar", "the root namespace's mesh-wide Sidecar has no "
+         "ALLOW_ANY, egressProxy or wildcard imports from every namespace"),
+    Rule("rootnamespace.proxyconfig", "ProxyConfig", "the root namespace's mesh-wide "
+         "ProxyConfig sets only the fields istio.proxyConfigSafeFields lists"),
+)
+
 REGISTRY_RULES = (
     Rule("registry.invalid", "ConfigMap", "the egress-registry ConfigMap holds a registry.yaml "
          "that loads"),
@@ -169,4 +204,5 @@ RETIRED: Mapping[str, tuple[str, ...]] = MappingProxyType({
 
 RULES: Mapping[str, Rule] = _catalogue(*POD_RULES, *SERVICEENTRY_RULES, *SKILL_RULES,
                                       *SIDECAR_RULES, *REGISTRY_RULES, *ISTIO_OBJECT_RULES,
-                                      *NETWORK_POLICY_RULES)
+                                      *NETWORK_POLICY_RULES, *SERVICE_RULES,
+                                      *MESH_EXTENSION_RULES, *ROOT_NAMESPACE_RULES)

@@ -1,7 +1,8 @@
 """Istio kinds refused outright in agent namespaces: EnvoyFilter and WorkloadEntry.
 
-Owns ``validate_envoyfilter`` and ``validate_workloadentry``. Neither object has anything the
-egress registry could approve, and each can undo REGISTRY_ONLY on its own:
+Owns ``validate_envoyfilter`` and ``validate_workloadentry``, and ``refuse_outright``, which
+other kinds refused whole share (WasmPlugin). Neither object has anything the egress registry
+could approve, and each can undo REGISTRY_ONLY on its own:
 
 - an EnvoyFilter patches the generated Envoy configuration of the proxies it selects
   (listeners, clusters, routes), so one can add an original-destination passthrough cluster
@@ -28,24 +29,25 @@ WORKLOADENTRY_FORBIDDEN = "workloadentry.forbidden"
 
 
 def validate_envoyfilter(request: Request, context: Context) -> Verdict:
-    return _refuse(request, context, ENVOYFILTER_FORBIDDEN,
-                   "an EnvoyFilter rewrites the proxy's listeners, clusters and routes (for "
-                   "example adds an original-destination passthrough cluster), which undoes "
-                   "REGISTRY_ONLY, and nothing in it can be checked against the egress "
-                   "registry; EnvoyFilters are not allowed in agent namespaces. Ask a "
-                   "platform admin to put a filter you need in the Istio root namespace")
+    return refuse_outright(
+        request, context, ENVOYFILTER_FORBIDDEN,
+        "an EnvoyFilter rewrites the proxy's listeners, clusters and routes (for example adds "
+        "an original-destination passthrough cluster), which undoes REGISTRY_ONLY, and "
+        "nothing in it can be checked against the egress registry; EnvoyFilters are not "
+        "allowed in agent namespaces. Ask a platform admin to put a filter you need in the "
+        "Istio root namespace, with a workloadSelector")
 
 
 def validate_workloadentry(request: Request, context: Context) -> Verdict:
-    return _refuse(request, context, WORKLOADENTRY_FORBIDDEN,
-                   "a WorkloadEntry adds a mesh endpoint at an arbitrary address, which a "
-                   "ServiceEntry's workloadSelector or a Service's selector then sends "
-                   "traffic to, past the egress registry; WorkloadEntries are not allowed in "
-                   "agent namespaces. Reach external hosts through a ServiceEntry the registry "
-                   "approves")
+    return refuse_outright(
+        request, context, WORKLOADENTRY_FORBIDDEN,
+        "a WorkloadEntry adds a mesh endpoint at an arbitrary address, which a "
+        "ServiceEntry's workloadSelector or a Service's selector then sends traffic to, past "
+        "the egress registry; WorkloadEntries are not allowed in agent namespaces. Reach "
+        "external hosts through a ServiceEntry the registry approves")
 
 
-def _refuse(request: Request, context: Context, rule: str, message: str) -> Verdict:
+def refuse_outright(request: Request, context: Context, rule: str, message: str) -> Verdict:
     # A status write, or an update of an object being deleted (a finalizer removed), must
     # still go through: refusing it would keep an object we already dislike around forever.
     if needs_no_check(request, request.object or {}) or not active(context.policy, rule):

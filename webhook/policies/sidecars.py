@@ -7,6 +7,10 @@ which pulls in ServiceEntries from namespaces this webhook never checked. ``./*`
 ``istio-system/*`` and the restrictive ``~/*`` (import nothing) are fine. Imports from one
 other named namespace are allowed: which namespaces are enforced is not visible to a pure
 policy, and that namespace's entries are what its operator exported.
+
+In Istio's root namespace a Sidecar without a workloadSelector is the mesh-wide default for
+every namespace without its own: the same two checks run there under one rule,
+``rootnamespace.sidecar`` (``webhook.policies.rootnamespace``).
 """
 
 from __future__ import annotations
@@ -30,24 +34,24 @@ def validate_sidecar(request: Request, context: Context) -> Verdict:
     raw_spec = obj.get("spec")
     spec: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
     if active(context.policy, ALLOW_ANY):
-        _outbound_policy(b, spec.get("outboundTrafficPolicy"))
+        outbound_policy(b, spec.get("outboundTrafficPolicy"), ALLOW_ANY)
     if active(context.policy, WILDCARD_EGRESS):
-        _egress_hosts(b, spec.get("egress"))
+        egress_hosts(b, spec.get("egress"), WILDCARD_EGRESS)
     return b.build()
 
 
-def _outbound_policy(b: VerdictBuilder, policy: Any) -> None:
+def outbound_policy(b: VerdictBuilder, policy: Any, rule: str) -> None:
     if not isinstance(policy, dict):
         return
     if str(policy.get("mode", "")).upper() == "ALLOW_ANY":
-        b.violate(ALLOW_ANY, "spec.outboundTrafficPolicy.mode", "ALLOW_ANY lets the selected "
+        b.violate(rule, "spec.outboundTrafficPolicy.mode", "ALLOW_ANY lets the selected "
                   "pods reach any host, undoing REGISTRY_ONLY; remove it or set REGISTRY_ONLY")
     if policy.get("egressProxy") is not None:
-        b.violate(ALLOW_ANY, "spec.outboundTrafficPolicy.egressProxy", "an egressProxy "
+        b.violate(rule, "spec.outboundTrafficPolicy.egressProxy", "an egressProxy "
                   "forwards traffic for unknown hosts; remove it")
 
 
-def _egress_hosts(b: VerdictBuilder, egress: Any) -> None:
+def egress_hosts(b: VerdictBuilder, egress: Any, rule: str) -> None:
     for i, listener in enumerate(egress if isinstance(egress, list) else ()):
         hosts = listener.get("hosts") if isinstance(listener, dict) else None
         for j, host in enumerate(hosts if isinstance(hosts, list) else ()):
@@ -57,7 +61,7 @@ def _egress_hosts(b: VerdictBuilder, egress: Any) -> None:
             if not slash:  # Istio requires namespace/host; a bare host reads as any namespace
                 namespace, name = "*", host
             if namespace.strip() == "*" and "*" in name:
-                b.violate(WILDCARD_EGRESS, f"spec.egress[{i}].hosts[{j}]",
+                b.violate(rule, f"spec.egress[{i}].hosts[{j}]",
                           f"{host!r} imports every matching host from every namespace, "
                           "including ServiceEntries this webhook never checked; import "
                           "\"./*\" and \"istio-system/*\", or name exact hosts")

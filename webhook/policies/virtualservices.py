@@ -138,7 +138,7 @@ def _classify(rule: str, path: str, raw: Any, domains: tuple[str, ...],
         host = parse_host(raw, cluster_domains=domains)
     except HostError as exc:
         if exc.reason in (HostProblem.CLUSTER, HostProblem.WILDCARD) and \
-                _cluster_local(str(raw), domains):
+                is_cluster_local(str(raw), domains):
             return _Name(rule, path, wanted)
         if exc.reason is HostProblem.WILDCARD:
             hint = ("; a wildcard covers names the registry never approved one by one, so "
@@ -152,9 +152,12 @@ def _classify(rule: str, path: str, raw: Any, domains: tuple[str, ...],
     return _Name(rule, path, wanted, host=host.name)
 
 
-def _cluster_local(raw: str, domains: tuple[str, ...]) -> bool:
-    # Only called once parse_host refused the name as a cluster name or a wildcard, so what
-    # is left to decide is its form; a bad label inside still fails in _valid.
+def is_cluster_local(raw: str, domains: tuple[str, ...]) -> bool:
+    """A Service name: one label, or under .svc[.<cluster domain>] (``*.`` allowed).
+
+    Meant for names parse_host refused as cluster names or wildcards, so what is left to
+    decide is their form; a bad label inside still fails in _valid.
+    """
     wildcard = raw.startswith("*.")
     text = raw.lower().removeprefix("*.").removesuffix(".")
     if not text.isascii():

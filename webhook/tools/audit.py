@@ -1,10 +1,12 @@
 """``agent-sandbox-webhook audit``: which objects in a live cluster would the webhook refuse now?
 
-Owns what is audited and how: pods, workloads and Sidecars in agent namespaces (labelled
-``agentsandbox.io/enforce``), ServiceEntries (listed at the first served version of v1,
-v1beta1, v1alpha3: the API server converts stored objects to it, and Istio's CRD converts by
-rewriting ``apiVersion`` only) and Skills in every non-system namespace, and agent-sandbox
-``Sandbox``/``SandboxTemplate`` objects when those CRDs are installed. Every object is a final
+Owns what is audited and how: pods, workloads, Services, Endpoints, EndpointSlices, Istio
+and Gateway API objects in agent namespaces (labelled ``agentsandbox.io/enforce``), the
+mesh-wide kinds (Sidecar, EnvoyFilter, ProxyConfig, WasmPlugin) in Istio's root namespace,
+ServiceEntries (listed at the first served version of v1, v1beta1, v1alpha3: the API server
+converts stored objects to it, and Istio's CRD converts by rewriting ``apiVersion`` only) and
+Skills in every non-system namespace, and agent-sandbox ``Sandbox``/``SandboxTemplate``
+objects when those CRDs are installed. Every object is a final
 object, checked with the validating stage, through ``webhook.tools.offline`` and therefore the
 server's own ``admit``. Also owns ``audit_loop``, the optional periodic audit inside the
 webhook that hands violation counts by rule to a callback (the server owns the gauge).
@@ -48,9 +50,19 @@ AGENT_NAMESPACE_CUSTOM: CustomResources = (
     ("networking.istio.io", "envoyfilters", ("v1alpha3",)),
     ("networking.istio.io", "workloadentries", ("v1", "v1beta1", "v1alpha3")),
     ("networking.istio.io", "virtualservices", ("v1", "v1beta1", "v1alpha3")),
+    ("networking.istio.io", "proxyconfigs", ("v1beta1",)),
+    ("extensions.istio.io", "wasmplugins", ("v1alpha1",)),
+    ("security.istio.io", "requestauthentications", ("v1", "v1beta1")),
+    ("discovery.k8s.io", "endpointslices", ("v1",)),
+    ("gateway.networking.k8s.io", "httproutes", ("v1", "v1beta1")),
+    ("gateway.networking.k8s.io", "grpcroutes", ("v1", "v1alpha2")),
+    ("gateway.networking.k8s.io", "tcproutes", ("v1alpha2",)),
+    ("gateway.networking.k8s.io", "tlsroutes", ("v1", "v1alpha3", "v1alpha2")),
     ("agents.x-k8s.io", "sandboxes", ("v1beta1", "v1alpha1")),
     ("extensions.agents.x-k8s.io", "sandboxtemplates", ("v1beta1", "v1alpha1")),
 )
+# Mesh-wide kinds also audited in Istio's root namespace (by the root-namespace rules).
+ROOT_NAMESPACE_PLURALS = frozenset({"sidecars", "envoyfilters", "proxyconfigs", "wasmplugins"})
 EVERY_NAMESPACE_CUSTOM: CustomResources = (
     ("networking.istio.io", "serviceentries", ("v1", "v1beta1", "v1alpha3")),
     ("agentsandbox.io", "skills", ("v1alpha1",)),
@@ -61,13 +73,16 @@ def audit_cluster(source: ObjectSource, *, contexts: ContextPair) -> list[Object
     """Every audited object's result; skipped objects (not selected) are not listed."""
     selection = Selection.from_namespaces(source.list_namespaces())
     agent_namespaces = sorted(selection.enforce | selection.warn)
+    root = contexts.enforce.policy.istio.root_namespace
     objects: list[dict[str, Any]] = []
     for namespace in agent_namespaces:
         objects.extend(source.list_pods(namespace))
         objects.extend(w for w in source.list_workloads(namespace) if not _controlled(w))
+        objects.extend(source.list_services(namespace))
     for group, plural, versions in AGENT_NAMESPACE_CUSTOM:
         objects.extend(o for o in _list_served(source, group, plural, versions)
-                       if _namespace(o) in agent_namespaces)
+                       if _namespace(o) in agent_namespaces
+                       or (plural in ROOT_NAMESPACE_PLURALS and _namespace(o) == root))
     for group, plural, versions in EVERY_NAMESPACE_CUSTOM:
         objects.extend(_list_served(source, group, plural, versions))
     results = [decide_object(obj, source="cluster", default_namespace="",
@@ -110,8 +125,9 @@ def register_audit_command(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``audit`` to the CLI; the parsed namespace's ``func`` runs it and returns a status."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "audit", help="report objects in the current cluster that the webhook would refuse",
-        description="List agent pods, workloads, Sidecars, EnvoyFilters, WorkloadEntries, "
-                    "VirtualServices, ServiceEntries and Skills with the "
+        description="List agent pods, workloads, Services, endpoints, Istio and Gateway API "
+                    "objects, the root namespace's mesh-wide Istio objects, ServiceEntries "
+                    "and Skills with the "
                     "current kubeconfig (or in-cluster config) and report every object the "
                     "policy and registry would refuse. Read-only. Exit status: 0 nothing "
                     "refused, 1 something refused, 2 cluster or configuration unusable.")

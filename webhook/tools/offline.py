@@ -1,9 +1,9 @@
 """The server's admission path, run offline on plain objects: the engine behind check and audit.
 
 Owns which objects the webhook configurations would send to the webhook (agent namespaces
-for pods, workloads, Sidecars, EnvoyFilters, WorkloadEntries and VirtualServices: every kind
-with a policy that is not listed below; every non-system namespace for ServiceEntries and
-Skills),
+for pods, workloads, Services, endpoints, Istio and Gateway API objects: every kind with a
+policy that is not listed below; Istio's root namespace too for Sidecars, EnvoyFilters,
+ProxyConfigs and WasmPlugins; every non-system namespace for ServiceEntries and Skills),
 the synthetic AdmissionReview built for each object, and the two stages a CREATE goes
 through in a cluster: ``admit(stage=MUTATE)``, the JSON Patch applied, then
 ``admit(stage=VALIDATE)`` on the mutated object. ``final`` objects (already stored in a
@@ -48,6 +48,11 @@ WEBHOOK_NAMESPACE = "agent-sandbox-system"
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-node-lease", WEBHOOK_NAMESPACE})
 EVERY_NAMESPACE_KINDS = frozenset({("networking.istio.io", "ServiceEntry"),
                                    ("agentsandbox.io", "Skill")})
+# Also sent from Istio's root namespace (by name), where they are judged as mesh-wide objects.
+ROOT_NAMESPACE_KINDS = frozenset({("networking.istio.io", "Sidecar"),
+                                  ("networking.istio.io", "EnvoyFilter"),
+                                  ("networking.istio.io", "ProxyConfig"),
+                                  ("extensions.istio.io", "WasmPlugin")})
 REGISTRY_CONFIGMAP = ("", "ConfigMap")
 REGISTRY_CONFIGMAP_NAME = "egress-registry"
 
@@ -132,10 +137,10 @@ class Contexts:
 
     @classmethod
     def build(cls, *, policy: Policy, registry: Any, registry_problem: str) -> Contexts:
-        return cls(enforce=Context(policy=policy, registry=registry,
-                                   registry_problem=registry_problem),
+        enforce = Context(policy=policy, registry=registry, registry_problem=registry_problem)
+        return cls(enforce=enforce,
                    warn=Context(policy=policy.downgraded(), registry=registry,
-                                registry_problem=registry_problem))
+                                registry_problem=registry_problem, exported=enforce))
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +202,9 @@ def decide_object(obj: dict[str, Any], *, source: str, default_namespace: str,
         if namespace in SYSTEM_NAMESPACES:
             return replace(facts, skipped_because=SkipReason.SYSTEM_NAMESPACE,
                            notes=(f"namespace {namespace} is a system namespace",))
+    elif ((group, kind) in ROOT_NAMESPACE_KINDS
+          and namespace == contexts.enforce.policy.istio.root_namespace):
+        mode = NamespaceMode.ENFORCE
     elif mode is None:
         return replace(facts, skipped_because=SkipReason.NOT_AGENT_NAMESPACE, notes=(
             f"namespace {namespace or '(none)'} is not an agent namespace (no "

@@ -1,0 +1,84 @@
+"""Where a Kubernetes address may point from an agent namespace; the Istio protocol of a port.
+
+Owns ``AddressJudge``, shared by the Service, Endpoints and EndpointSlice policies: an IP
+address is acceptable when it lies in the cluster's own pod or Service ranges (policy
+``network.podCIDRs``/``serviceCIDRs``) or when the egress registry pins it (``addresses``) for
+a host approved for the namespace on every port in question. Loopback, link-local, metadata,
+unspecified, multicast and reserved addresses are never acceptable, whatever the ranges say.
+Also owns ``port_protocol``: the protocol Istio reads from a Service or endpoint port
+(``appProtocol``, else the port name's prefix), which is what the registry approves.
+
+It does not decide which objects are checked or which rule a problem breaks: the policies do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from webhook.egress.hosts import is_forbidden_address, parse_ip
+from webhook.egress.registry import Registry
+from webhook.policies.context import Context
+from webhook.policies.egress import require_registry
+
+# appProtocol values (and port-name prefixes) Istio reads, mapped to the registry's protocols.
+_PROTOCOLS = {"https": "HTTPS", "tls": "TLS", "http": "HTTP", "http2": "HTTP2",
+              "grpc": "GRPC", "grpc-web": "GRPC", "kubernetes.io/h2c": "HTTP2"}
+
+
+def port_protocol(port: dict[str, Any]) -> str:
+    """The protocol Istio gives a Kubernetes port: ``TCP`` (opaque) when nothing says more."""
+    transport = str(port.get("protocol") or "TCP").upper()
+    if transport != "TCP":
+        return transport  # UDP, SCTP: never host-matched
+    app = port.get("appProtocol")
+    if isinstance(app, str) and app.lower() in _PROTOCOLS:
+        return _PROTOCOLS[app.lower()]
+    name = port.get("name")
+    if isinstance(name, str):
+        prefix = name.lower().split("-", 1)[0]
+        if prefix in _PROTOCOLS:
+            return _PROTOCOLS[prefix]
+    return "TCP"
+
+
+@dataclass(slots=True)
+class AddressJudge:
+    """Judges addresses for one object; fetches the registry only when an address needs it."""
+
+    context: Context
+    namespace: str
+    what: str  # "Endpoints agents/x", for a fail-closed message
+    _registry: Registry | None = field(default=None, init=False)
+
+    def problem(self, raw: Any, ports: Iterable[int]) -> str | None:
+        """None if ``raw`` may be reached on ``ports`` from this namespace; else why not."""
+        address = parse_ip(raw) if isinstance(raw, str) and "/" not in raw else None
+        if address is None:
+            return f"{raw!r} is not an IP address"
+        if is_forbidden_address(address):
+            return (f"{address} is a loopback, link-local, metadata or reserved address, which "
+                    "is never an acceptable endpoint")
+        network = self.context.policy.network
+        if network.in_cluster(address):
+            return None
+        if self._registry is None:
+            self._registry = require_registry(self.context, what=self.what)
+        pins = self._registry.pins(address=address, namespace=self.namespace)
+        ranges = ", ".join(str(n) for n in (*network.pod_cidrs, *network.service_cidrs))
+        if not pins:
+            return (f"{address} is outside the cluster's pod and Service ranges ({ranges}) and "
+                    f"the egress registry pins it for no host approved for namespace "
+                    f"{self.namespace}: traffic to this Service would leave the cluster past "
+                    "every egress check. Point it at pods (give the Service a selector), or "
+                    "list the address under addresses: of the approved host's registry entry "
+                    "(if it is in the cluster, add its range to the policy's network.podCIDRs "
+                    "or network.serviceCIDRs)")
+        approved = {number for pin in pins for number, _ in pin.pairs}
+        missing = sorted(set(ports) - approved)
+        if missing:
+            hosts = ", ".join(sorted(str(pin.key) for pin in pins))
+            return (f"{address} is pinned for {hosts}, but not on port(s) "
+                    f"{', '.join(map(str, missing))}; add the port to that registry entry")
+        return None

@@ -82,8 +82,8 @@ def configurations(*, namespace: str, base_url: str, ca_bundle: bytes) -> list[d
         doc["metadata"]["name"] = E2E_CONFIG_NAME
         kept = []
         for webhook in doc["webhooks"]:
-            if webhook["name"].startswith("validate.registry."):
-                continue  # would select the webhook's namespace; not needed here
+            if webhook["name"].startswith(("validate.registry.", "validate.root-namespace.")):
+                continue  # would select the webhook's or Istio's namespace; not needed here
             path = webhook["clientConfig"]["service"]["path"]
             webhook["clientConfig"] = {
                 "url": f"{base_url}{path}",

@@ -333,3 +333,33 @@ def test_a_live_pod_can_be_labelled_but_neither_unsealed_nor_exec_ed_into(
     finally:
         kubectl(*pod, "delete", "pod", name, "--grace-period=0", "--force", "--wait=false",
                 "--ignore-not-found")
+
+
+def _service(namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+def test_externalname_services_need_an_approved_host(cluster: Cluster) -> None:
+    port = {"name": "https", "port": 443, "protocol": "TCP"}
+    ok = _dry_run(_service(cluster.namespace, "frankfurter", {
+        "type": "ExternalName", "externalName": "api.frankfurter.app", "ports": [port]}))
+    assert ok[0] == 0, ok[2]
+    # The API server accepts an IP address as a DNS name here; the webhook does not.
+    refused = _dry_run(_service(cluster.namespace, "by-ip", {
+        "type": "ExternalName", "externalName": "93.184.216.34", "ports": [port]}))
+    assert refused[0] != 0
+    assert "[service.external-name]" in refused[2], refused[2]
+
+
+def test_hand_made_endpoints_outside_the_cluster_are_refused(cluster: Cluster) -> None:
+    selectorless = _dry_run(_service(cluster.namespace, "hand-made", {
+        "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}))
+    assert selectorless[0] == 0, selectorless[2]
+    endpoints = {"apiVersion": "v1", "kind": "Endpoints",
+                 "metadata": {"name": "hand-made", "namespace": cluster.namespace},
+                 "subsets": [{"addresses": [{"ip": "203.0.113.99"}],
+                              "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}]}
+    refused = _dry_run(endpoints)
+    assert refused[0] != 0
+    assert "[endpoints.address-not-approved]" in refused[2], refused[2]

@@ -225,8 +225,9 @@ def test_check_gives_the_server_verdict_on_every_golden_create(tmp_path: Path) -
         (folder / name).write_text(json.dumps(fixture_object(name)))
     verdicts: dict[str, tuple[str, tuple[str, ...]]] = {}
     for folder, extra in ((submitted, ()), (final, ("--final",))):
-        result = run_check("-f", str(folder), "--agent-namespace", "agents", "-o", "json",
-                           *extra)
+        # The Service and endpoint captures come from a second server, in namespace cap-agents.
+        result = run_check("-f", str(folder), "--agent-namespace", "agents",
+                           "--agent-namespace", "cap-agents", "-o", "json", *extra)
         assert result.returncode in (0, 1), result.stderr
         for record in json.loads(result.stdout)["results"]:
             name = Path(record["source"].split("#")[0]).name
@@ -346,9 +347,9 @@ def test_a_workload_next_to_admitted_ones_outside_agent_namespaces_still_fails(
 
 
 def test_input_with_nothing_the_webhook_decides_exits_3(tmp_path: Path) -> None:
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
-               "spec": {"ports": [{"port": 80}]}}
-    result = run_check("-f", str(write_yaml(tmp_path / "s.yaml", service)))
+    limits = {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "s"},
+              "spec": {"limits": []}}
+    result = run_check("-f", str(write_yaml(tmp_path / "s.yaml", limits)))
     assert result.returncode == 3
     assert "nothing was checked" in result.stderr
     assert run_check("-f", str(tmp_path / "s.yaml"), "--allow-skipped").returncode == 0

@@ -169,6 +169,8 @@ def test_only_the_test_namespace_is_selected(docs: list[dict[str, Any]]) -> None
 
 def test_the_registry_guard_entry_is_not_registered(docs: list[dict[str, Any]]) -> None:
     assert not [w for w in _webhooks(docs) if w["name"].startswith("validate.registry.")]
+    # Nor the root-namespace entry: it selects istio-system, never the test namespace.
+    assert not [w for w in _webhooks(docs) if w["name"].startswith("validate.root-namespace.")]
 
 
 def test_ephemeral_containers_are_named_explicitly(docs: list[dict[str, Any]]) -> None:

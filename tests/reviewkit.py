@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubernetes import client
+
 from webhook.admission.seam import Outcome, Stage, admit, handler_for
 from webhook.config.policy import Policy
 from webhook.core.review import Request, review_from_document
@@ -49,3 +51,17 @@ def decide(request: Request, *, policy: Policy, registry: Registry | None,
                                            for r, _ in violations)
         assert outcome.allowed is not refused, outcome.review
     return violations, outcome
+
+
+def listed(api_version: str, kind: str, body: dict[str, Any],
+           *namespaces: str) -> dict[str, Any]:
+    """A list response as the API server sends it: one ``<kind>-<namespace>`` object each."""
+    return {"items": [{"apiVersion": api_version, "kind": kind,
+                       "metadata": {"name": f"{kind.lower()}-{ns}", "namespace": ns}, **body}
+                      for ns in namespaces]}
+
+
+def agent_namespaces(*names: str) -> Any:
+    """The Namespace list ``audit`` reads: each name labelled as an enforced agent namespace."""
+    return client.V1NamespaceList(items=[client.V1Namespace(metadata=client.V1ObjectMeta(
+        name=name, labels={"agentsandbox.io/enforce": "true"})) for name in names])

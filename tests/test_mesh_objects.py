@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
 
-from tests.reviewkit import decide, make_request
+from tests.reviewkit import agent_namespaces, decide, listed, make_request
 from tests.test_audit import FakeApiClient
 from webhook.admission.engine import Engine
 from webhook.admission.seam import Stage, admit
@@ -331,24 +330,17 @@ def test_check_covers_the_new_kinds_and_the_root_namespace(tmp_path: Path) -> No
 
 
 def test_audit_lists_the_new_kinds_and_the_root_namespace() -> None:
-    def listed(api_version: str, kind: str, spec: dict[str, Any],
-               *namespaces: str) -> dict[str, Any]:
-        return {"items": [{"apiVersion": api_version, "kind": kind,
-                           "metadata": {"name": f"{kind.lower()}-{ns}", "namespace": ns},
-                           "spec": spec} for ns in namespaces]}
-
     api = FakeApiClient({
-        "/api/v1/namespaces": client.V1NamespaceList(items=[client.V1Namespace(
-            metadata=client.V1ObjectMeta(name="agents",
-                                         labels={"agentsandbox.io/enforce": "true"}))]),
+        "/api/v1/namespaces": agent_namespaces("agents"),
         "/apis/extensions.istio.io/v1alpha1/wasmplugins": listed(
-            "extensions.istio.io/v1alpha1", "WasmPlugin", WASM, "agents", ROOT, "web"),
+            "extensions.istio.io/v1alpha1", "WasmPlugin", {"spec": WASM}, "agents", ROOT, "web"),
         "/apis/gateway.networking.k8s.io/v1/httproutes": listed(
             "gateway.networking.k8s.io/v1", "HTTPRoute",
-            {"rules": [{"backendRefs": [{"name": "x", "namespace": "prod"}]}]}, "agents", ROOT),
+            {"spec": {"rules": [{"backendRefs": [{"name": "x", "namespace": "prod"}]}]}},
+            "agents", ROOT),
         "/apis/security.istio.io/v1/requestauthentications": listed(
             "security.istio.io/v1", "RequestAuthentication",
-            {"jwtRules": [{"issuer": "https://attacker.example.net"}]}, "agents"),
+            {"spec": {"jwtRules": [{"issuer": "https://attacker.example.net"}]}}, "agents"),
     })
     contexts = Contexts.build(policy=POLICY, registry=REGISTRY, registry_problem="none")
     results = {r.name: r for r in audit_cluster(KubernetesSource(api), contexts=contexts)}

@@ -20,7 +20,7 @@ import yaml
 from kubernetes import client
 
 from tests.conftest import load_review
-from tests.reviewkit import decide, make_request
+from tests.reviewkit import agent_namespaces, decide, listed, make_request
 from tests.test_audit import FakeApiClient
 from webhook.admission.seam import Stage, admit
 from webhook.cluster.listing import KubernetesSource
@@ -347,15 +347,11 @@ def test_check_agrees_with_the_server_and_skips_other_namespaces(tmp_path: Path)
 
 
 def test_audit_lists_services_endpoints_and_slices_in_agent_namespaces() -> None:
-    slices = {"items": [{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                         "metadata": {"name": f"s-{ns}", "namespace": ns},
-                         "addressType": "IPv4",
-                         "endpoints": [{"addresses": ["203.0.113.99"]}],
-                         "ports": [{"port": 443}]} for ns in ("agents", "web")]}
+    slices = listed("discovery.k8s.io/v1", "EndpointSlice", {
+        "addressType": "IPv4", "endpoints": [{"addresses": ["203.0.113.99"]}],
+        "ports": [{"port": 443}]}, "agents", "web")
     api = FakeApiClient({
-        "/api/v1/namespaces": client.V1NamespaceList(items=[client.V1Namespace(
-            metadata=client.V1ObjectMeta(name="agents",
-                                         labels={"agentsandbox.io/enforce": "true"}))]),
+        "/api/v1/namespaces": agent_namespaces("agents"),
         "/api/v1/namespaces/agents/services": client.V1ServiceList(items=[client.V1Service(
             metadata=client.V1ObjectMeta(name="ext", namespace="agents"),
             spec=client.V1ServiceSpec(type="ExternalName", external_name="httpbin.org"))]),
@@ -368,5 +364,5 @@ def test_audit_lists_services_endpoints_and_slices_in_agent_namespaces() -> None
     contexts = Contexts.build(policy=POLICY, registry=REGISTRY, registry_problem="none")
     results = {r.name: r for r in audit_cluster(KubernetesSource(api), contexts=contexts)}
     assert {name: r.rules for name, r in results.items()} == {
-        "ext": (EXT,), "hand": (ADDR,), "s-agents": (ADDR,)}
+        "ext": (EXT,), "hand": (ADDR,), "endpointslice-agents": (ADDR,)}
     assert all(r.decision is Decision.REFUSED for r in results.values())

@@ -43,6 +43,9 @@ EXAMPLES = {
     "a.b.googleapis.com": True,
     "googleapis.com": False,  # a suffix entry does not approve the suffix itself
     "storage.googleapis.com": True,  # approved for data-pipeline
+    # Under an exact entry, as the registry decides: its Cloud Storage buckets stay out.
+    "attacker-bucket.storage.googleapis.com": False,
+    "firebasestorage.googleapis.com": False,  # denied: shared storage
     "attacker-bucket.googleapis.com": False,  # denied, although under an approved suffix
     "paste.example.com": False,  # denied
     "x.storage-sharing.example": False,  # under a denied suffix

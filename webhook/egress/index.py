@@ -161,6 +161,10 @@ class RegistryIndex:
             return _NO_GRANT  # unknown, or under an exact entry that approves only itself
         return group.grant(namespace) or _NO_GRANT
 
+    def governing_names(self) -> frozenset[str]:
+        """Exact keys whose entries govern the names under them (no broader suffix reaches)."""
+        return frozenset(name for name, group in self._exact.items() if group.governs_below)
+
     def suffix_key(self, host: str) -> Host | None:
         """The ``*.suffix`` key that approves ``host`` for some namespace, if that is how."""
         if self.denied(host) is not None:

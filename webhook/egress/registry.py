@@ -121,6 +121,10 @@ class Registry(StrictModel):
     def mesh_wide_export(self, *, host: str, namespace: str) -> bool:
         return self.index.grant(host, namespace).mesh_wide_export
 
+    def governing_names(self) -> frozenset[str]:
+        """Exact hosts under which no ``*.suffix`` entry approves anything (rendering needs it)."""
+        return self.index.governing_names()
+
     def pins(self, *, address: IPAddress, namespace: str) -> list[Pin]:
         """Approved hosts (for ``namespace``) whose entries list ``address``, with their ports."""
         return self.index.pins(address, namespace)

@@ -9,6 +9,8 @@ ConfigMap ``agent-sandbox-dns-allowlist`` with two keys:
   ``CNAME .`` answers NXDOMAIN. Approved exact names and ``*.suffix`` keys of the rendered
   namespaces, and the cluster domain, pass; deny-list names and ``*`` (everything else) are
   NXDOMAIN. Every name mentioned gets an explicit owner for itself and for ``*.`` under it.
+  Names under an exact registry key are NXDOMAIN unless a nearer ``*.suffix`` key allows
+  them, as the registry decides (an exact entry governs its subtree; ``webhook.egress.index``).
 - ``Corefile``: one server block per name the list mentions. CoreDNS picks the block of the
   longest matching zone; ``template`` answers NXDOMAIN for what is not allowed, ``forward``
   sends the rest to the resolver pod's own upstream. The root block answers NXDOMAIN.
@@ -42,6 +44,7 @@ class Allowlist:
     suffixes: frozenset[str]  # names under these resolve
     deny_exact: frozenset[str]
     deny_suffixes: frozenset[str]
+    governed: frozenset[str] = frozenset()  # exact registry keys: nothing under them resolves
 
     def name_allowed(self, name: str) -> bool:
         """Whether the resolver answers ``name``: deny first, then exact, then suffixes."""
@@ -59,6 +62,8 @@ class Allowlist:
                 return False
             if zone in self.suffixes:
                 return True
+            if zone in self.governed:
+                return False  # an exact entry governs its subtree: no broader suffix reaches
             zone = _parent(zone)
         return False
 
@@ -80,13 +85,24 @@ def build_allowlist(registry: Registry, grants: Iterable[Approved], policy: Poli
     deny_exact = frozenset(d.host.name for d in registry.deny if not d.host.wildcard)
     deny_suffixes = frozenset(d.host.name for d in registry.deny if d.host.wildcard)
     return Allowlist(frozenset(exact - deny_exact), frozenset(suffixes - deny_suffixes),
-                     deny_exact, deny_suffixes)
+                     deny_exact, deny_suffixes, registry.governing_names())
 
 
 def _zones(allowlist: Allowlist) -> list[str]:
     """Every name the list mentions, parents before children."""
+    # A governed name matters only where a suffix above it would otherwise let its subtree in.
+    governed = {name for name in allowlist.governed if _under_any(name, allowlist.suffixes)}
     return sorted(allowlist.exact | allowlist.suffixes | allowlist.deny_exact
-                  | allowlist.deny_suffixes, key=lambda z: (z.count("."), z))
+                  | allowlist.deny_suffixes | governed, key=lambda z: (z.count("."), z))
+
+
+def _under_any(name: str, suffixes: frozenset[str]) -> bool:
+    zone = _parent(name)
+    while zone is not None:
+        if zone in suffixes:
+            return True
+        zone = _parent(zone)
+    return False
 
 
 def rpz_zone(allowlist: Allowlist) -> str:

@@ -126,3 +126,9 @@ def test_the_volume_rules_follow_their_modes() -> None:
     assert before(obj, off) == []
     named = with_volume({"name": "istio-data", "emptyDir": {}})
     assert before(named, policy(rules={"pod.istio-volumes": "off"})) == []
+
+
+def test_a_csi_driver_that_is_not_a_name_is_refused_not_a_crash() -> None:
+    obj = with_volume({"name": "odd", "csi": {"driver": ["secrets-store.csi.k8s.io"]}})
+    approved = policy(volumes={"allowedCSIDrivers": ["secrets-store.csi.k8s.io"]})
+    assert before(obj, approved) == [("pod.network-volumes", "spec.volumes[odd].csi.driver")]

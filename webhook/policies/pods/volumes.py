@@ -91,7 +91,7 @@ def check_volumes(spec: dict[str, Any], *, compiled: CompiledPolicy, builder: Ve
             elif source == "csi":
                 body = volume[source]
                 driver = body.get("driver") if isinstance(body, dict) else None
-                if driver not in compiled.csi_drivers:
+                if not (isinstance(driver, str) and driver in compiled.csi_drivers):
                     builder.violate(NETWORK_RULE, f"{where}.driver", f"{driver!r} is not an "
                                     "approved inline CSI driver (volumes.allowedCSIDrivers); "
                                     "its node plugin mounts on the pod's behalf, outside the "

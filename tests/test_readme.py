@@ -113,7 +113,8 @@ def test_one_image_name_everywhere_and_the_readme_says_how_to_point_the_install_
 def test_the_readme_skill_is_admitted_with_the_example_registry(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Skills"):]
-    skill = section[section.index("```yaml\n") + len("```yaml\n"):section.index("\n```")]
+    start = section.index("```yaml\n") + len("```yaml\n")
+    skill = section[start:section.index("\n```", start)]
     manifest = tmp_path / "skill.yaml"
     manifest.write_text(skill)
     code, verdicts = check_with(manifest, "--registry", str(ROOT / "examples" / "registry.yaml"))

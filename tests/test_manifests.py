@@ -230,8 +230,11 @@ def test_pod_entries_select_enforced_namespaces_and_warn_twins_use_warn_paths(
 def test_every_namespace_with_either_label_value_gets_exactly_one_path(
     base: list[dict[str, Any]],
 ) -> None:
-    for resource in ("serviceentries", "skills"):
-        entries = [w for _, w in _webhooks(base) if f".{resource}" in w["name"]]
+    stages = [("serviceentries", "validate"), ("skills", "validate"),
+              ("serviceentries", "mutate")]
+    for resource, stage in stages:
+        entries = [w for _, w in _webhooks(base)
+                   if f".{resource}" in w["name"] and w["name"].startswith(stage)]
         assert len(entries) == 2
         for label in ("true", "warn", "other"):
             hits = []
@@ -239,7 +242,31 @@ def test_every_namespace_with_either_label_value_gets_exactly_one_path(
                 operator, values = _enforce_values(webhook)
                 if (operator == "In") == (label in values):
                     hits.append(webhook["clientConfig"]["service"]["path"])
-            assert hits == (["/validate/warn"] if label == "warn" else ["/validate"]), resource
+            assert hits == ([f"/{stage}/warn"] if label == "warn" else [f"/{stage}"]), resource
+
+
+def test_serviceentries_are_mutated_wherever_they_are_validated(
+        base: list[dict[str, Any]]) -> None:
+    by_name = {w["name"]: w for _, w in _webhooks(base)}
+    for suffix in ("", "-warn"):
+        mutate = by_name[f"mutate.serviceentries{suffix}.agentsandbox.io"]
+        validate = by_name[f"validate.serviceentries{suffix}.agentsandbox.io"]
+        assert mutate["namespaceSelector"] == validate["namespaceSelector"]
+        assert mutate["rules"] == validate["rules"]
+
+
+def test_the_namespace_guard_sees_every_label_update_and_installs_on_kubernetes_1_27(
+        base: list[dict[str, Any]]) -> None:
+    by_name = {w["name"]: w for _, w in _webhooks(base)}
+    guard = by_name["validate.namespaces.agentsandbox.io"]
+    (rule,) = guard["rules"]
+    assert (rule["resources"], rule["operations"], rule["scope"]) == (
+        ["namespaces"], ["UPDATE"], "Cluster")
+    # For a Namespace the selector is matched against the NEW object: a selector on the
+    # enforce label would miss exactly the update that removes it.
+    keys = {e["key"] for e in guard["namespaceSelector"]["matchExpressions"]}
+    assert keys == {"kubernetes.io/metadata.name"}
+    assert "matchConditions" not in guard  # not served before Kubernetes 1.28
 
 
 def test_serviceentries_match_all_three_versions(base: list[dict[str, Any]]) -> None:

@@ -37,6 +37,7 @@ class Request:
     username: str
     object: dict[str, Any] | None
     old_object: dict[str, Any] | None
+    groups: tuple[str, ...] = ()  # userInfo.groups: who may break glass
 
     @property
     def object_namespace(self) -> str:
@@ -88,6 +89,9 @@ def review_from_document(document: Any) -> Request:
         raise BadReview(f"request.object is required for {operation}")
     user = request.get("userInfo")
     username = user.get("username") if isinstance(user, dict) else None
+    raw_groups = user.get("groups") if isinstance(user, dict) else None
+    groups = tuple(g for g in raw_groups if isinstance(g, str)) \
+        if isinstance(raw_groups, list) else ()
     return Request(
         uid=uid,
         api_version=api_version,
@@ -103,6 +107,7 @@ def review_from_document(document: Any) -> Request:
         username=username if isinstance(username, str) else "",
         object=obj,
         old_object=old,
+        groups=groups,
     )
 
 

@@ -112,8 +112,9 @@ SERVICEENTRY_RULES = (
          "for every host (no CIDRs)"),
     Rule("serviceentry.endpoints", "ServiceEntry", "endpoints point only at addresses or names "
          "the registry lists, on approved ports"),
-    Rule("serviceentry.export-to", "ServiceEntry", "exportTo is set and names only namespaces "
-         "the hosts are approved for ('*' only when the registry allows mesh-wide export)"),
+    Rule("serviceentry.export-to", "ServiceEntry", "exportTo names only namespaces the hosts "
+         "are approved for ('*' only when the registry allows mesh-wide export); an absent "
+         "exportTo is set to [\".\"]"),
     Rule("serviceentry.mesh-internal", "ServiceEntry", "location is MESH_EXTERNAL"),
     Rule("serviceentry.workload-selector", "ServiceEntry", "no workloadSelector"),
     Rule("serviceentry.port-not-approved", "ServiceEntry", "every port and protocol (and "
@@ -192,6 +193,11 @@ ROOT_NAMESPACE_RULES = (
          "ProxyConfig sets only the fields istio.proxyConfigSafeFields lists"),
 )
 
+NAMESPACE_RULES = (
+    Rule("namespace.enforce-label", "Namespace", "the agentsandbox.io/enforce label of a "
+         "namespace is not removed or weakened, except by the policy's break-glass groups"),
+)
+
 REGISTRY_RULES = (
     Rule("registry.invalid", "ConfigMap", "the egress-registry ConfigMap holds a registry.yaml "
          "that loads"),
@@ -205,4 +211,5 @@ RETIRED: Mapping[str, tuple[str, ...]] = MappingProxyType({
 RULES: Mapping[str, Rule] = _catalogue(*POD_RULES, *SERVICEENTRY_RULES, *SKILL_RULES,
                                       *SIDECAR_RULES, *REGISTRY_RULES, *ISTIO_OBJECT_RULES,
                                       *NETWORK_POLICY_RULES, *SERVICE_RULES,
-                                      *MESH_EXTENSION_RULES, *ROOT_NAMESPACE_RULES)
+                                      *MESH_EXTENSION_RULES, *ROOT_NAMESPACE_RULES,
+                                      *NAMESPACE_RULES)

@@ -16,6 +16,7 @@ from webhook.policies.endpoints import validate_endpoints, validate_endpointslic
 from webhook.policies.forbidden import validate_envoyfilter, validate_workloadentry
 from webhook.policies.gatewayroutes import validate_route
 from webhook.policies.meshextensions import validate_proxyconfig, validate_wasmplugin
+from webhook.policies.namespaces import validate_namespace
 from webhook.policies.networkpolicies import validate_networkpolicy
 from webhook.policies.registry_configmap import validate_configmap
 from webhook.policies.requestauthentication import validate_requestauthentication
@@ -27,6 +28,7 @@ from webhook.policies.rootnamespace import (
     split_by_root,
 )
 from webhook.policies.serviceentries import validate_serviceentry
+from webhook.policies.serviceentry_export import mutate_serviceentry
 from webhook.policies.services import validate_service
 from webhook.policies.sidecars import validate_sidecar
 from webhook.policies.skills import validate_skill
@@ -35,6 +37,8 @@ from webhook.policies.workloads import validate_workload
 
 MUTATING: Mapping[tuple[str, str], Handler] = MappingProxyType({
     ("", "Pod"): pods.mutate_pod,
+    # An absent exportTo becomes ["."], so ServiceEntries written without one are admitted.
+    ("networking.istio.io", "ServiceEntry"): mutate_serviceentry,
 })
 
 VALIDATING: Mapping[tuple[str, str], Handler] = MappingProxyType({
@@ -64,6 +68,8 @@ VALIDATING: Mapping[tuple[str, str], Handler] = MappingProxyType({
     ("gateway.networking.k8s.io", "TCPRoute"): validate_route,
     ("gateway.networking.k8s.io", "TLSRoute"): validate_route,
     ("", "ConfigMap"): validate_configmap,
+    # The enforce label is the switch for everything: only break-glass groups may remove it.
+    ("", "Namespace"): validate_namespace,
     # Agent namespaces: a tenant policy must not widen egress past the rendered floor.
     ("networking.k8s.io", "NetworkPolicy"): validate_networkpolicy,
     # Pod templates: refusals and warnings at `kubectl apply --dry-run=server` time.

@@ -54,6 +54,8 @@ ROOT_NAMESPACE_KINDS = frozenset({("networking.istio.io", "Sidecar"),
                                   ("networking.istio.io", "ProxyConfig"),
                                   ("extensions.istio.io", "WasmPlugin")})
 REGISTRY_CONFIGMAP = ("", "ConfigMap")
+# Kinds whose policy only looks at an UPDATE (old object against new): nothing to say offline.
+UPDATE_ONLY_KINDS = frozenset({("", "Namespace")})
 REGISTRY_CONFIGMAP_NAME = "egress-registry"
 
 
@@ -187,7 +189,7 @@ def decide_object(obj: dict[str, Any], *, source: str, default_namespace: str,
                      namespace=namespace, uid="probe")
     mutating = handler_for(probe, Stage.MUTATE) is not None
     validating = handler_for(probe, Stage.VALIDATE) is not None
-    if not (mutating or validating):
+    if not (mutating or validating) or (group, kind) in UPDATE_ONLY_KINDS:
         return replace(facts, skipped_because=SkipReason.NO_POLICY,
                        notes=(f"agent-sandbox-webhook has no policy for {group or 'core'}/"
                               f"{kind}",))

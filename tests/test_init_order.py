@@ -58,6 +58,23 @@ def test_the_double_orders_a_native_injection_like_istios_golden_file() -> None:
     assert status["volumes"] == list(VOLUMES)
 
 
+# Istio's CNI golden files record status {"initContainers":["istio-validation"],
+# "containers":["istio-proxy"],...} and the annotations the CNI plugin reads.
+@pytest.mark.parametrize(("mode", "inits", "containers"), [
+    ("classic", ["istio-init"], ["istio-proxy"]),
+    ("cni", ["istio-validation"], ["istio-proxy"]),
+])
+def test_the_double_records_its_injection_like_istios_golden_files(
+        mode: str, inits: list[str], containers: list[str]) -> None:
+    annotations = inject(labelled(pod()), mode=mode)["metadata"]["annotations"]
+    status = json.loads(annotations["sidecar.istio.io/status"])
+    assert (status["initContainers"], status["containers"]) == (inits, containers)
+    if mode == "cni":
+        assert annotations["sidecar.istio.io/interceptionMode"] == "REDIRECT"
+        assert annotations["traffic.sidecar.istio.io/excludeInboundPorts"] == "15020"
+        assert annotations["traffic.sidecar.istio.io/includeInboundPorts"] == "*"
+
+
 @pytest.mark.parametrize(("mode", "annotation", "order"), [
     # reorderPod: classic puts istio-init last "so we do not blackhole init containers".
     ("classic", None, ["fetch-model", "istio-init"]),

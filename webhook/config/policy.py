@@ -154,8 +154,16 @@ class NetworkConfig(_Strict):
         except ValueError as exc:
             raise ValueError(f"not a CIDR with its host bits zero: {exc}") from exc
 
+    @cached_property
+    def _masks(self) -> tuple[tuple[int, int, int], ...]:
+        # (IP version, network as an int, netmask as an int): a containment test is then two
+        # integer operations instead of ipaddress's (endpoints can list a thousand addresses).
+        return tuple((n.version, int(n.network_address), int(n.netmask))
+                     for n in (*self.pod_cidrs, *self.service_cidrs))
+
     def in_cluster(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-        return any(address in network for network in (*self.pod_cidrs, *self.service_cidrs))
+        value, version = int(address), address.version
+        return any(v == version and value & mask == network for v, network, mask in self._masks)
 
 
 class IdentityConfig(_Strict):

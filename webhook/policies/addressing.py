@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from webhook.egress.hosts import is_forbidden_address, parse_ip
-from webhook.egress.registry import Registry
+from webhook.egress.registry import IPAddress, Registry
 from webhook.policies.context import Context
 from webhook.policies.egress import require_registry
 
@@ -43,6 +44,13 @@ def port_protocol(port: dict[str, Any]) -> str:
     return "TCP"
 
 
+@lru_cache(maxsize=4096)
+def _address(raw: str) -> tuple[IPAddress | None, bool]:
+    """(the exact address, whether it is never acceptable); parsing costs ~5 µs uncached."""
+    address = parse_ip(raw) if "/" not in raw else None
+    return address, address is not None and is_forbidden_address(address)
+
+
 @dataclass(slots=True)
 class AddressJudge:
     """Judges addresses for one object; fetches the registry only when an address needs it."""
@@ -54,10 +62,10 @@ class AddressJudge:
 
     def problem(self, raw: Any, ports: Iterable[int]) -> str | None:
         """None if ``raw`` may be reached on ``ports`` from this namespace; else why not."""
-        address = parse_ip(raw) if isinstance(raw, str) and "/" not in raw else None
+        address, forbidden = _address(raw) if isinstance(raw, str) else (None, False)
         if address is None:
             return f"{raw!r} is not an IP address"
-        if is_forbidden_address(address):
+        if forbidden:
             return (f"{address} is a loopback, link-local, metadata or reserved address, which "
                     "is never an acceptable endpoint")
         network = self.context.policy.network

@@ -111,3 +111,10 @@ def test_an_unknown_field_far_from_every_known_one_gets_no_guess() -> None:
         parse_policy("colour: blue\n", source="policy.yaml")
     assert "colour: Extra inputs are not permitted" in str(caught.value)
     assert "did you mean" not in str(caught.value)
+
+
+def test_the_docs_give_every_rule_id_a_row_with_its_fix() -> None:
+    # README's table says what each rule guarantees; a docs/ table row says how to fix it.
+    docs = "".join(path.read_text() for path in sorted((ROOT / "docs").glob("*.md")))
+    missing = [r for r in RULES if f"| `{r}` |" not in docs]
+    assert not missing, missing

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jsonpatch
 import pytest
 import yaml
 
@@ -285,6 +286,18 @@ def test_a_warn_namespace_exporting_beyond_itself_is_judged_in_enforce_mode(
     warnings = outcome.review["response"].get("warnings") or []
     assert any("judged in enforce mode" in w for w in warnings) is (export_to != ["."]
                                                                      and export_to != ["agents"])
+
+
+def test_a_warn_namespace_serviceentry_without_export_to_is_made_safe_as_if_enforced() -> None:
+    contexts = Engine(policy=POLICY, registry=REGISTRY).contexts
+    request = serviceentry(None)
+    mutated = admit(request, stage=Stage.MUTATE, context=contexts.warn)
+    assert mutated.allowed
+    assert mutated.mutated == ("exportTo",)
+    obj = jsonpatch.apply_patch(request.object, list(mutated.patch))
+    assert obj["spec"]["exportTo"] == ["."]
+    final = make_request("networking.istio.io/v1", "ServiceEntry", {"spec": obj["spec"]})
+    assert admit(final, stage=Stage.VALIDATE, context=contexts.warn).allowed
 
 
 def test_what_stays_in_a_warn_namespace_still_only_warns() -> None:

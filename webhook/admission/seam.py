@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 CHECKED_OPERATIONS = frozenset({"CREATE", "UPDATE", "CONNECT"})
 EXPORTED_NOTE = ("this namespace is in warn mode, but the object is exported beyond it "
                  "(exportTo unset, '*' or another namespace), where it would open egress for "
-                 "enforced namespaces: it is judged in enforce mode")
+                 "enforced namespaces: it is judged in enforce mode (and changed, where the "
+                 "webhook makes it safe)")
 
 
 class Stage(StrEnum):

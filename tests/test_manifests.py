@@ -376,12 +376,14 @@ def test_cert_manager_overlay_injects_ca_and_serves_files() -> None:
         )
     certificate = _one(objects, "Certificate", "agent-sandbox-webhook")
     assert "agent-sandbox-webhook.agent-sandbox-system.svc" in certificate["spec"]["dnsNames"]
-    pod = _one(objects, "Deployment")["spec"]["template"]["spec"]
+    pod = _one(objects, "Deployment", "agent-sandbox-webhook")["spec"]["template"]["spec"]
     assert "--cert-mode=files" in pod["containers"][0]["args"]
     certs = next(v for v in pod["volumes"] if v["name"] == "certs")
     assert certs["secret"]["secretName"] == certificate["spec"]["secretName"]
     assert "emptyDir" not in certs
-    assert not [o for o in objects if o["kind"] == "Role"], "no Secret rights needed"
+    assert not [o for o in objects if o["kind"] == "Role"
+                and any("secrets" in rule["resources"] for rule in o["rules"])], \
+        "no Secret rights needed"
 
 
 # Services, endpoints, Istio and Gateway API kinds that open egress around the registry.
@@ -438,3 +440,49 @@ def test_the_root_namespace_is_selected_by_name_for_the_mesh_wide_kinds(
     assert _matched(webhook) == {"networking.istio.io": {"envoyfilters", "sidecars",
                                                          "proxyconfigs"},
                                  "extensions.istio.io": {"wasmplugins"}}
+
+
+def test_the_controller_is_a_second_highly_available_locked_down_deployment(
+        base: list[dict[str, Any]]) -> None:
+    deployment = _one(base, "Deployment", "agent-sandbox-controller")
+    spec = deployment["spec"]
+    pod = spec["template"]["spec"]
+    assert spec["replicas"] == 2
+    assert pod["serviceAccountName"] == "agent-sandbox-controller"
+    (container,) = pod["containers"]
+    assert container["args"][0] == "controller"
+    assert container["image"] == _one(base, "Deployment", "agent-sandbox-webhook")["spec"][
+        "template"]["spec"]["containers"][0]["image"]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["livenessProbe"]["httpGet"]["path"] == "/metrics"
+
+
+def test_the_controllers_rights_cover_only_what_it_manages(base: list[dict[str, Any]]) -> None:
+    cluster = _one(base, "ClusterRole", "agent-sandbox-controller")
+    rights = {(group, resource): set(rule["verbs"]) for rule in cluster["rules"]
+              for group in rule["apiGroups"] for resource in rule["resources"]}
+    writes = {"get", "list", "create", "patch", "delete"}
+    assert rights == {
+        ("", "namespaces"): {"get", "list", "watch"},
+        ("networking.istio.io", "serviceentries"): writes,
+        ("networking.istio.io", "sidecars"): writes,
+        ("networking.k8s.io", "networkpolicies"): writes,
+        ("policy.networking.k8s.io", "adminnetworkpolicies"): writes,
+        ("", "events"): {"create"},
+    }
+    role = _one(base, "Role", "agent-sandbox-controller")
+    assert role["metadata"]["namespace"] == "agent-sandbox-system"
+    for rule in role["rules"]:
+        if rule["verbs"] != ["create"]:
+            assert rule["resourceNames"], rule
+    named = {name for rule in role["rules"] for name in rule.get("resourceNames", ())}
+    assert named == {"egress-registry", "agent-sandbox-dns-allowlist",
+                     "agent-sandbox-controller"}
+    (binding,) = [o for o in base if o["kind"] == "ClusterRoleBinding"
+                  and o["metadata"]["name"] == "agent-sandbox-controller"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "agent-sandbox-controller",
+                                    "namespace": "agent-sandbox-system"}]

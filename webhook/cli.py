@@ -1,5 +1,5 @@
-"""The ``agent-sandbox-webhook`` command line: ``serve``, ``check``, ``render``, ``audit``,
-``doctor``, ``certs``.
+"""The ``agent-sandbox-webhook`` command line: ``serve``, ``check``, ``render``,
+``controller``, ``audit``, ``doctor``, ``certs``.
 
 Owns argument parsing and exit codes only; each subcommand's work lives in its own module.
 Every ``serve`` flag can also come from an ``AGENT_SANDBOX_*`` environment variable, which
@@ -19,6 +19,7 @@ from webhook import __version__
 from webhook.certs.manager import cert_manager_settings, register_cert_manager_arguments
 from webhook.certs.pki import register_certs_command
 from webhook.config.flags import add_env_argument
+from webhook.controller.command import register_controller_command
 from webhook.core.errors import ConfigError
 from webhook.server.logs import configure_logging
 from webhook.server.serve import ServeSettings, run
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     _register_serve(subparsers)
     register_check_command(subparsers)
     register_render_command(subparsers)
+    register_controller_command(subparsers)
     register_audit_command(subparsers)
     register_doctor_command(subparsers)
     register_certs_command(subparsers)

@@ -363,3 +363,15 @@ def test_hand_made_endpoints_outside_the_cluster_are_refused(cluster: Cluster) -
     refused = _dry_run(endpoints)
     assert refused[0] != 0
     assert "[endpoints.address-not-approved]" in refused[2], refused[2]
+
+
+def test_on_openshift_the_scc_assigned_uid_is_kept(cluster: Cluster) -> None:
+    """restricted-v2 assigns the container's UID before webhooks run; the webhook adds none."""
+    served = kubectl("api-resources", "--api-group=security.openshift.io", "-o", "name")
+    if "securitycontextconstraints" not in served.stdout:
+        pytest.skip("not an OpenShift cluster (no security.openshift.io API)")
+    code, pod, stderr = _dry_run(demo_pod(cluster.namespace, name="scc-agent"))
+    assert code == 0, stderr
+    assert pod is not None
+    assert "runAsUser" not in pod["spec"]["securityContext"], "the SCC's UID is not overridden"
+    assert pod["spec"]["containers"][0]["securityContext"]["runAsUser"] > 0

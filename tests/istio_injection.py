@@ -1,9 +1,13 @@
 """A test double of Istio's sidecar injector, modelled on its chart's injection template.
 
 Renders what ``istio-sidecar-injector`` adds to a pod labelled ``sidecar.istio.io/inject:
-"true"``, in three modes: ``classic`` (``istio-init`` running istio-iptables as root with
-NET_ADMIN/NET_RAW, ``istio-proxy`` as a container), ``native`` (the same, with ``istio-proxy``
-as an init container with ``restartPolicy: Always``) and ``cni`` (``istio-validation`` running
+"true"`` (flavour ``istio``: upstream Istio, Sail, OpenShift Service Mesh 3), or annotated so
+(flavour ``ossm2``: OpenShift Service Mesh 2, which always uses the CNI and writes its control
+plane's name as the revision). The proxy's IDs default to 1337; ``openshift_proxy_ids`` gives
+them as Istio's ``GetProxyIDs`` does on OpenShift (the top of the namespace's ranges). Modes:
+``classic`` (``istio-init`` running istio-iptables as root with NET_ADMIN/NET_RAW,
+``istio-proxy`` as a container), ``native`` (the same, with ``istio-proxy`` as an init
+container with ``restartPolicy: Always``) and ``cni`` (``istio-validation`` running
 ``--run-validation --skip-rule-apply`` as the proxy UID, and the annotations the CNI plugin
 reads). The pod's ``sidecar.istio.io/nativeSidecar`` annotation picks native or not, as in
 Istio >= 1.24 (``honours_native_annotation=False`` is an older Istio that ignores it).
@@ -61,9 +65,29 @@ def _annotation(annotations: dict[str, Any], key: str, default: str) -> str:
     return value if isinstance(value, str) else default
 
 
-def iptables_args(annotations: dict[str, Any], *, cni: bool, proxy_uid: int = 1337) -> list[str]:
+FLAVOURS = ("istio", "ossm2")
+OSSM2_CONTROL_PLANE = "basic"
+
+
+def openshift_proxy_ids(annotations: dict[str, str]) -> tuple[int, int]:
+    """(UID, GID) of the proxy in a namespace with these annotations, like Istio on OpenShift:
+    the top of ``openshift.io/sa.scc.uid-range`` and of the first supplemental-groups range
+    (``start/size``; groups may also be ``start-end`` and comma-separated)."""
+    def top(block: str) -> int:
+        if "/" in block:
+            start, size = block.split("/")
+            return int(start) + int(size) - 1
+        return int(block.split("-")[1])
+    uid = top(annotations["openshift.io/sa.scc.uid-range"])
+    gid = top(annotations["openshift.io/sa.scc.supplemental-groups"].split(",")[0])
+    return uid, gid
+
+
+def iptables_args(annotations: dict[str, Any], *, cni: bool, proxy_uid: int = 1337,
+                  proxy_gid: int | None = None) -> list[str]:
     """istio-init's arguments, rendered from the pod's annotations like the chart does."""
-    args = ["istio-iptables", "-p", "15001", "-z", "15006", "-u", str(proxy_uid),
+    gid = proxy_uid if proxy_gid is None else proxy_gid
+    args = ["istio-iptables", "-p", "15001", "-z", "15006", "-u", str(proxy_uid), "-g", str(gid),
             "-m", _annotation(annotations, "sidecar.istio.io/interceptionMode", "REDIRECT"),
             "-i", _annotation(annotations, "traffic.sidecar.istio.io/includeOutboundIPRanges", "*"),
             "-x", _annotation(annotations, "traffic.sidecar.istio.io/excludeOutboundIPRanges", ""),
@@ -85,12 +109,13 @@ def iptables_args(annotations: dict[str, Any], *, cni: bool, proxy_uid: int = 13
     return args
 
 
-def _init_container(annotations: dict[str, Any], *, cni: bool, proxy_uid: int) -> dict[str, Any]:
+def _init_container(annotations: dict[str, Any], *, cni: bool, proxy_uid: int,
+                    proxy_gid: int) -> dict[str, Any]:
     image = _annotation(annotations, "sidecar.istio.io/proxyImage", PROXY_IMAGE)
     security: dict[str, Any] = {"allowPrivilegeEscalation": False, "privileged": False,
                                 "capabilities": {"drop": ["ALL"]}}
     if cni:
-        security |= {"readOnlyRootFilesystem": True, "runAsGroup": proxy_uid,
+        security |= {"readOnlyRootFilesystem": True, "runAsGroup": proxy_gid,
                      "runAsUser": proxy_uid, "runAsNonRoot": True}
     else:
         security["capabilities"] = {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]}
@@ -98,13 +123,14 @@ def _init_container(annotations: dict[str, Any], *, cni: bool, proxy_uid: int) -
                      "runAsUser": 0}
     return {"name": "istio-validation" if cni else "istio-init",
             "image": image if "/" in image else PROXY_IMAGE,
-            "args": iptables_args(annotations, cni=cni, proxy_uid=proxy_uid),
+            "args": iptables_args(annotations, cni=cni, proxy_uid=proxy_uid,
+                                  proxy_gid=proxy_gid),
             "resources": {"limits": {"cpu": "2", "memory": "1Gi"},
                           "requests": {"cpu": "100m", "memory": "128Mi"}},
             "securityContext": security}
 
 
-def _proxy_container(pod: dict[str, Any], *, proxy_uid: int) -> dict[str, Any]:
+def _proxy_container(pod: dict[str, Any], *, proxy_uid: int, proxy_gid: int) -> dict[str, Any]:
     app = [c["name"] for c in pod["spec"].get("containers", []) if c.get("name") != "istio-proxy"]
     probe = {"httpGet": {"path": "/healthz/ready", "port": 15021}, "periodSeconds": 15,
              "timeoutSeconds": 3, "failureThreshold": 4}
@@ -120,7 +146,7 @@ def _proxy_container(pod: dict[str, Any], *, proxy_uid: int) -> dict[str, Any]:
                       "requests": {"cpu": "100m", "memory": "128Mi"}},
         "securityContext": {"allowPrivilegeEscalation": False,
                             "capabilities": {"drop": ["ALL"]}, "privileged": False,
-                            "readOnlyRootFilesystem": True, "runAsGroup": proxy_uid,
+                            "readOnlyRootFilesystem": True, "runAsGroup": proxy_gid,
                             "runAsNonRoot": True, "runAsUser": proxy_uid},
         "volumeMounts": [{"name": name, "mountPath": path} for name, path in PROXY_MOUNTS],
     }
@@ -137,15 +163,21 @@ def _rewrite_probes(container: dict[str, Any]) -> None:
 
 
 def inject(pod: dict[str, Any], *, mode: str = "classic", revision: str | None = None,
-           proxy_uid: int = 1337, honours_native_annotation: bool = True) -> dict[str, Any]:
-    """The pod as Istio's injector leaves it (unchanged when its selector does not match)."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}")
+           proxy_uid: int = 1337, proxy_gid: int | None = None, flavour: str = "istio",
+           honours_native_annotation: bool = True) -> dict[str, Any]:
+    """The pod as the mesh's injector leaves it (unchanged when its selector does not match)."""
+    if mode not in MODES or flavour not in FLAVOURS:
+        raise ValueError(f"mode must be one of {MODES}, flavour one of {FLAVOURS}")
+    gid = proxy_uid if proxy_gid is None else proxy_gid
     result = copy.deepcopy(pod)
     metadata = result.setdefault("metadata", {})
     labels = metadata.get("labels") or {}
-    if labels.get("sidecar.istio.io/inject") != "true":
-        return result  # the injector's objectSelector does not match
+    selected = (metadata.get("annotations") or {}) if flavour == "ossm2" else labels
+    if selected.get("sidecar.istio.io/inject") != "true":
+        return result  # the injector's selector does not match
+    if flavour == "ossm2":  # Istio 1.20 underneath: no per-pod native-sidecar annotation
+        mode, revision = "cni", revision or OSSM2_CONTROL_PLANE
+        honours_native_annotation = False
     metadata["labels"] = labels
     if metadata.get("annotations") is None:
         metadata["annotations"] = {}
@@ -158,8 +190,8 @@ def inject(pod: dict[str, Any], *, mode: str = "classic", revision: str | None =
     containers = [c for c in spec.get("containers", []) if c.get("name") != "istio-proxy"]
     init_containers = list(spec.get("initContainers") or [])
     ours_init = ([] if annotations.get("sidecar.istio.io/interceptionMode") == "NONE" else
-                 [_init_container(annotations, cni=cni, proxy_uid=proxy_uid)])
-    proxy = _proxy_container(result, proxy_uid=proxy_uid)
+                 [_init_container(annotations, cni=cni, proxy_uid=proxy_uid, proxy_gid=gid)])
+    proxy = _proxy_container(result, proxy_uid=proxy_uid, proxy_gid=gid)
     for container in [*containers, *init_containers]:
         _rewrite_probes(container)
     if native:

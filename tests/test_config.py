@@ -94,7 +94,7 @@ def test_the_shipped_policy_configmap_matches_the_embedded_default() -> None:
 
 @pytest.mark.parametrize(("text", "suggestion"), [
     ("runtimeClass:\n  nmae: kata\n", "runtimeClass.nmae: Extra inputs are not permitted "
-     "(did you mean 'name'?)"),
+     "(did you mean 'names'?)"),
     ("runtimeclass: {name: kata}\n", "(did you mean 'runtimeClass'?)"),
     ("dns:\n  nameserver: [10.0.0.53]\n", "dns.nameserver: Extra inputs are not permitted "
      "(did you mean 'nameservers'?)"),

@@ -1,7 +1,8 @@
 """The rendered install: schema-valid objects and the webhook configurations' safety properties.
 
-Renders ``manifests/`` and the cert-manager overlay with ``kubectl kustomize`` and validates
-every object offline with ``kubernetes_validate``; kinds without a built-in schema (the CRD's
+Renders ``manifests/`` and its overlays (cert-manager, OpenShift) with ``kubectl kustomize`` and
+validates every object offline with ``kubernetes_validate``, against a recent Kubernetes and
+against 1.27 (OpenShift 4.14), the oldest supported; kinds without a built-in schema (the CRD's
 instances, cert-manager's) are checked structurally. Skipped only if kubectl is missing.
 """
 
@@ -18,12 +19,14 @@ import pytest
 import yaml
 
 from webhook.config.policy import load_policy
+from webhook.core.labels import REGISTRY_LABEL
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S_VERSION = "1.34.0"  # recent; pods/resize is served from 1.33
+OLDEST = "1.27.0"  # OpenShift 4.14; no matchConditions (1.28+) anywhere
 SYSTEM_NAMESPACES = {"kube-system", "kube-node-lease", "agent-sandbox-system"}
 REGISTRY_ENTRY = "validate.registry.agentsandbox.io"
-OVERLAYS = ["manifests", "manifests/overlays/cert-manager"]
+OVERLAYS = ["manifests", "manifests/overlays/cert-manager", "manifests/overlays/openshift"]
 
 
 def _render(directory: str) -> list[dict[str, Any]]:
@@ -57,13 +60,14 @@ def _webhooks(objects: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, An
                 yield obj["kind"], webhook
 
 
+@pytest.mark.parametrize("version", [K8S_VERSION, OLDEST])
 @pytest.mark.parametrize("directory", OVERLAYS)
-def test_every_object_passes_schema_validation(directory: str) -> None:
+def test_every_object_passes_schema_validation(directory: str, version: str) -> None:
     objects = _render(directory)
     without_schema = set()
     for obj in objects:
         try:
-            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+            kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.SchemaNotFoundError:
             # Custom kinds: at least the envelope every object needs.
             without_schema.add(obj["kind"])
@@ -79,6 +83,24 @@ def test_validation_would_catch_a_broken_object(base: list[dict[str, Any]]) -> N
     broken["spec"] = {**broken["spec"], "ports": [{"port": "four-four-three"}]}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def _keys(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key
+            yield from _keys(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _keys(item)
+
+
+@pytest.mark.parametrize("directory", OVERLAYS)
+def test_no_install_relies_on_match_conditions(directory: str) -> None:
+    # 1.27's schema still lists the alpha field, so validation cannot catch it: an API server
+    # without the feature gate drops it silently, and the registry guard would then select
+    # every ConfigMap in the webhook's namespace.
+    assert "matchConditions" not in {key for obj in _render(directory) for key in _keys(obj)}
 
 
 def test_install_contains_what_an_admin_needs(base: list[dict[str, Any]]) -> None:
@@ -160,8 +182,13 @@ def test_no_entry_reaches_system_namespaces_except_the_registry_guard(
         if webhook["name"] == REGISTRY_ENTRY:
             assert only == {"agent-sandbox-system"}
             assert [r["resources"] for r in webhook["rules"]] == [["configmaps"]]
-            conditions = [c["expression"] for c in webhook["matchConditions"]]
-            assert conditions == ['object.metadata.name == "egress-registry"']
+            assert webhook["objectSelector"] == {"matchLabels": {REGISTRY_LABEL: "true"}}
+            registry = _one(base, "ConfigMap", "egress-registry")
+            assert registry["metadata"]["labels"][REGISTRY_LABEL] == "true"
+            others = [o for o in base if o["kind"] == "ConfigMap" and o is not registry]
+            assert others, "the policy ConfigMap shares the namespace"
+            for other in others:
+                assert REGISTRY_LABEL not in other["metadata"].get("labels", {})
             continue
         if only is not None:
             assert not only & SYSTEM_NAMESPACES, webhook["name"]

@@ -80,9 +80,10 @@ def test_a_foreign_runtime_class_is_refused_with_the_overhead_explanation() -> N
     verdict = mutate(pod(runtimeClassName="gvisor"))
     [violation] = [v for v in verdict.violations if v.rule == "pod.runtime-class"]
     assert violation.path == "spec.runtimeClassName"
-    assert violation.message == ('"gvisor" is not the approved class "kata"; the API server '
-                                 "has already applied gvisor's overhead, so the webhook cannot "
-                                 "switch it: remove runtimeClassName or set it to kata")
+    assert violation.message == ('"gvisor" is not an approved class ("kata" or "kata-remote"); '
+                                 "the API server has already applied gvisor's overhead, so the "
+                                 "webhook cannot switch it: remove runtimeClassName or set it "
+                                 "to kata")
     assert not [op for op in patch_of(verdict) if "runtimeClassName" in op["path"]]
 
 

@@ -252,5 +252,10 @@ def test_a_custom_proxy_uid_is_the_one_exempted_and_expected() -> None:
     custom = policy(istio={"proxyUID": 2000, "proxyGID": 2000})
     obj = inject(mutated(pod(), policy_=custom), proxy_uid=2000)
     assert validate(obj, custom) == []
-    assert ("pod.istio-sidecar", "spec.initContainers[istio-init].args") in validate(
-        inject(mutated(pod(), policy_=custom)), custom)
+    # The injected proxy says what it runs as, and the iptables arguments agree: that wins
+    # over the configured default, which stays refused for every other container too.
+    assert validate(inject(mutated(pod(), policy_=custom)), custom) == []
+    for uid in (1337, 2000):
+        app = inject(mutated(pod(), policy_=custom))
+        app["spec"]["securityContext"]["runAsUser"] = uid
+        assert ("pod.proxy-identity", "spec.securityContext.runAsUser") in validate(app, custom)

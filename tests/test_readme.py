@@ -7,14 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 AGENTS = ("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: agents\n  labels:\n"
           "    agentsandbox.io/enforce: 'true'\n---\n")
 
 
-def check(path: Path) -> tuple[int, list[dict[str, object]]]:
+def check(path: Path, *options: str) -> tuple[int, list[dict[str, object]]]:
     result = subprocess.run([sys.executable, "-m", "webhook", "check", "-f", str(path),
-                             "-o", "json"], capture_output=True, text=True, cwd=ROOT,
+                             "-o", "json", *options], capture_output=True, text=True, cwd=ROOT,
                             timeout=60)
     return result.returncode, json.loads(result.stdout)["results"]
 
@@ -96,7 +98,8 @@ def test_one_image_name_everywhere_and_the_readme_says_how_to_point_the_install_
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     image = f"agent-sandbox-webhook:{version}"
     for kustomization in ("manifests/kustomization.yaml",
-                          "manifests/overlays/cert-manager/kustomization.yaml"):
+                          "manifests/overlays/cert-manager/kustomization.yaml",
+                          "manifests/overlays/openshift/kustomization.yaml"):
         (entry,) = yaml.safe_load((ROOT / kustomization).read_text())["images"]
         assert entry == {"name": "agent-sandbox-webhook", "newTag": version}, kustomization
     deployment = yaml.safe_load((ROOT / "manifests/base/deployment.yaml").read_text())
@@ -120,3 +123,20 @@ def test_the_readme_skill_is_admitted_with_the_example_registry(tmp_path: Path) 
     code, verdicts = check_with(manifest, "--registry", str(ROOT / "examples" / "registry.yaml"))
     assert code == 0
     assert verdicts == {"Skill": "admitted"}
+
+
+def test_the_openshift_verify_pod_is_admitted_on_the_overlay_policy(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### OpenShift"):]
+    start = section.index("cat <<'EOF' | oc apply -f -")
+    pod = section[start:].split("\n", 1)[1].split("\nEOF", 1)[0]
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(AGENTS + pod)
+    overlay = yaml.safe_load((ROOT / "manifests/overlays/openshift/policy.yaml").read_text())
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(overlay["data"]["policy.yaml"])
+    code, results = check(manifest, "--policy", str(policy))
+    assert code == 0
+    (verdict,) = [r for r in results if r["kind"] == "Pod"]
+    assert verdict["verdict"] == "admitted"
+    assert {"runtimeClassName", "labels", "securityContext"} <= set(verdict["changes"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
@@ -37,7 +38,36 @@ class _Strict(BaseModel):
 
 
 class RuntimeClassConfig(_Strict):
-    name: str = "kata"
+    """The approved RuntimeClasses; the first is set on pods that name none.
+
+    OpenShift Sandboxed Containers has ``kata`` and, for peer pods on cloud, ``kata-remote``.
+    ``name: X`` (one class, the earlier form of this section) still loads, as ``names: [X]``.
+    """
+
+    names: tuple[Annotated[str, Field(min_length=1)], ...] = Field(("kata", "kata-remote"),
+                                                                    min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_name(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "name" in value:
+            if "names" in value:
+                raise ValueError("set names (a list) or name, not both")
+            value = {**value, "names": [value["name"]]}
+            del value["name"]
+        return value
+
+    @field_validator("names")
+    @classmethod
+    def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("names lists a class twice")
+        return value
+
+    @property
+    def name(self) -> str:
+        """The class set on pods without one (the first approved)."""
+        return self.names[0]
 
 
 def _check_quantity(value: str) -> str:
@@ -98,7 +128,19 @@ DEFAULT_PROXYCONFIG_SAFE_FIELDS = ("concurrency", "image")
 PROXYCONFIG_FIELDS = frozenset({"concurrency", "environmentVariables", "image"})
 
 
+class MeshFlavour(StrEnum):
+    """How the mesh selects pods for injection, and what it injects."""
+
+    # Upstream Istio, Sail and OpenShift Service Mesh 3.x: the sidecar.istio.io/inject label
+    # (and istio.io/rev for revisions); istio-init, or istio-validation with the CNI.
+    ISTIO = "istio"
+    # OpenShift Service Mesh 2.x (Maistra): the sidecar.istio.io/inject annotation in member
+    # namespaces of a ServiceMeshMemberRoll; always istio-cni; revision = the control plane.
+    OSSM2 = "ossm2"
+
+
 class IstioConfig(_Strict):
+    flavour: MeshFlavour = MeshFlavour.ISTIO
     revision: str | None = None
     require_sidecar: bool = Field(True, alias="requireSidecar")
     proxy_uid: int = Field(1337, alias="proxyUID", ge=0)
@@ -171,13 +213,14 @@ class IdentityConfig(_Strict):
 
     ``fillUnset`` on: the mutating webhook sets what is missing (pod-level runAsUser,
     runAsGroup, runAsNonRoot; per container allowPrivilegeEscalation false and drop ALL).
-    Off: a missing field is refused instead, under the same rule. Never root, never the
-    proxy's IDs (checked against ``istio`` in ``Policy``).
+    Off: a missing field is refused instead, under the same rule. The UID is never root; the
+    GID may be 0 (OpenShift's convention for arbitrary UIDs: group 0 grants no privilege);
+    neither is ever the proxy's (checked against ``istio`` in ``Policy``).
     """
 
     fill_unset: bool = Field(True, alias="fillUnset")
     run_as_user: int = Field(10001, alias="runAsUser", ge=1, le=2**31 - 1)
-    run_as_group: int = Field(10001, alias="runAsGroup", ge=1, le=2**31 - 1)
+    run_as_group: int = Field(10001, alias="runAsGroup", ge=0, le=2**31 - 1)
 
 
 class MeshConfig(_Strict):

@@ -29,3 +29,7 @@ DNS_ALLOWLIST_CONFIGMAP: Final = "agent-sandbox-dns-allowlist"
 # Kubernetes' own: which controller manages an EndpointSlice (endpointslice-controller.k8s.io
 # for a Service's selector, endpointslicemirroring-controller.k8s.io for a copied Endpoints).
 ENDPOINTSLICE_MANAGED_BY_LABEL: Final = "endpointslice.kubernetes.io/managed-by"
+
+# On the egress-registry ConfigMap: the validating configuration selects it by this label
+# (objectSelector, served by Kubernetes 1.27; matchConditions are 1.28+).
+REGISTRY_LABEL: Final = "agentsandbox.io/egress-registry"

@@ -40,8 +40,8 @@ def _catalogue(*rules: Rule) -> Mapping[str, Rule]:
 
 
 POD_RULES = (
-    Rule("pod.runtime-class", "Pod", "runs in the approved RuntimeClass (set when absent; a "
-         "foreign class is refused, never overwritten)"),
+    Rule("pod.runtime-class", "Pod", "runs in an approved RuntimeClass (the first is set when "
+         "absent; a foreign class is refused, never overwritten)"),
     Rule("pod.memory-floor", "Pod", "every app container has a memory request and limit, and "
          "the pod totals reach the floor the VM needs"),
     Rule("pod.kata-annotations", "Pod", "no io.katacontainers.* or runtime-handler annotations "

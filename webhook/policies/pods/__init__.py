@@ -15,9 +15,10 @@ admission handlers and the pure cores other policies reuse for pod templates:
   over a raw pod-shaped dict, for workload templates and offline checks.
 
 Modules: ``walk`` (raw-dict plumbing), ``compiled`` (per-policy precomputation), ``memory``,
-``dns``, ``isolation``, ``identity``, ``istio``, ``initorder``, ``volumes``, ``node`` and
-``iptables`` (the rules), ``validate``, ``update``, ``mutate`` and ``template`` (assembly),
-``connect`` (``kubectl exec``/``attach``).
+``dns``, ``isolation``, ``identity`` (with ``fills``, what it sets), ``istio``,
+``initorder``, ``volumes``, ``node``, ``iptables`` and ``proxyids`` (the proxy's identity as
+the final pod gives it) (the rules), ``validate``, ``update``, ``mutate`` and ``template``
+(assembly), ``connect`` (``kubectl exec``/``attach``).
 """
 
 from __future__ import annotations

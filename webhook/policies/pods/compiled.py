@@ -17,7 +17,7 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import Any
 
-from webhook.config.policy import Policy
+from webhook.config.policy import MeshFlavour, Policy
 from webhook.config.quantity import parse_quantity
 from webhook.core.rules import POD_RULES, Mode
 
@@ -33,7 +33,8 @@ class CompiledPolicy:
     policy: Policy
     modes: Mapping[str, Mode]
     digest: str
-    runtime_class: str
+    runtime_class: str  # set on pods without one: the first approved class
+    runtime_classes: frozenset[str]  # every approved class
     pod_floor: int | Fraction
     pod_floor_text: str
     default_request: int | Fraction
@@ -44,6 +45,7 @@ class CompiledPolicy:
     cluster_domain: str
     dns_options: tuple[Mapping[str, str], ...]
     revision: str | None
+    ossm2: bool  # OpenShift Service Mesh 2.x: inject annotation, no istio.io/rev label
     require_sidecar: bool
     proxy_uid: int
     proxy_gid: int
@@ -136,6 +138,7 @@ def _build(policy: Policy) -> CompiledPolicy:
         modes=modes,
         digest=policy.digest,
         runtime_class=policy.runtime_class.name,
+        runtime_classes=frozenset(policy.runtime_class.names),
         pod_floor=_exact(memory.pod_floor),
         pod_floor_text=memory.pod_floor,
         default_request=_exact(memory.container_default_request),
@@ -146,6 +149,7 @@ def _build(policy: Policy) -> CompiledPolicy:
         cluster_domain=policy.dns.cluster_domain,
         dns_options=options,
         revision=revision,
+        ossm2=policy.istio.flavour is MeshFlavour.OSSM2,
         require_sidecar=policy.istio.require_sidecar,
         proxy_uid=policy.istio.proxy_uid,
         proxy_gid=policy.istio.proxy_gid,

@@ -18,20 +18,20 @@ container ``allowPrivilegeEscalation: false`` and ``drop: [ALL]``), one change e
 over a value the pod or the platform (OpenShift's SCC) already set. What the pod sets against
 the guarantee is refused. With ``identity.fillUnset: false`` a missing field is refused too.
 
-Owns the per-container and pod-level checks and the fill plan; it does not patch (``mutate``
-turns plans into operations), decide which containers are Istio's (``isolation.classify``) or
-check the proxy's IDs themselves (``isolation``). Windows pods are out of scope: these fields
-and the iptables capture are Linux's.
+Owns the per-container and pod-level checks; the fills are planned by ``fills`` and turned
+into a patch by ``mutate``. It does not decide which containers are Istio's
+(``isolation.classify``) or check the proxy's IDs themselves (``isolation``). Windows pods
+are out of scope: these fields and the iptables capture are Linux's.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 from webhook.policies.pods.compiled import CompiledPolicy
 from webhook.policies.pods.isolation import Role
 from webhook.policies.pods.walk import ContainerRef, join
-from webhook.policies.result import PatchOp, VerdictBuilder
+from webhook.policies.result import VerdictBuilder
 
 NON_ROOT = "pod.run-as-non-root"
 GROUP = "pod.run-as-group"
@@ -53,7 +53,7 @@ def _is_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _context(owner: dict[str, Any]) -> dict[str, Any] | None:
+def context_of(owner: dict[str, Any]) -> dict[str, Any] | None:
     """``owner.securityContext`` as a dict ({} when absent), None when it is not an object."""
     value = owner.get("securityContext")
     if value is None:
@@ -63,7 +63,7 @@ def _context(owner: dict[str, Any]) -> dict[str, Any] | None:
 
 def pod_security(spec: dict[str, Any]) -> dict[str, Any]:
     """The pod-level securityContext ({} when absent or malformed: ``check_pod_level`` says)."""
-    return _context(spec) or {}
+    return context_of(spec) or {}
 
 
 def _capability(name: Any) -> str:
@@ -88,7 +88,7 @@ def drops_setid(capabilities: Any) -> bool | None:
 def check_pod_level(spec: dict[str, Any], *, compiled: CompiledPolicy,
                     builder: VerdictBuilder, path: str) -> None:
     """What the pod-level securityContext sets against the guarantee (reported once)."""
-    security = _context(spec)
+    security = context_of(spec)
     where = join(path, "spec.securityContext")
     if security is None:
         if NON_ROOT in compiled.checked:
@@ -130,7 +130,7 @@ def check_container(ref: ContainerRef, role: Role, pod_level: dict[str, Any], *,
     if role in ISTIO_ROLES:
         return
     on = compiled.checked.__contains__
-    security = _context(ref.body)
+    security = context_of(ref.body)
     where = join(ref.path, "securityContext")
     if security is None:
         if on(NON_ROOT):
@@ -168,10 +168,10 @@ def check_container(ref: ContainerRef, role: Role, pod_level: dict[str, Any], *,
                            "setuid-root binary in the image gives root, and root can setuid "
                            "to the proxy's UID")
         elif escalation is not False:
-            builder.violate(NO_ESCALATION, f"{where}.allowPrivilegeEscalation", f"is "
-                            f"{_text(escalation)}: a setuid-root binary in the image gives root, "
-                            "and root can setuid to the Istio proxy's UID; set it to false "
-                            "(or remove it: the webhook sets false)")
+            builder.violate(NO_ESCALATION, f"{where}.allowPrivilegeEscalation",
+                            f"is {yaml_text(escalation)}: a setuid-root binary in the image "
+                            "gives root, and root can setuid to the Istio proxy's UID; set it "
+                            "to false (or remove it: the webhook sets false)")
     if on(DROP):
         drops = drops_setid(security.get("capabilities"))
         if drops is None:
@@ -207,114 +207,7 @@ class _MissingReporter:
         self.builder.violate(rule, f"{self.where}.{key}", f"{what}; {fix}")
 
 
-class Fill(NamedTuple):
-    """One field the mutating webhook sets, with the operations (parents added first)."""
-
-    rule: str
-    ops: tuple[PatchOp, ...]
-    note: str
-
-
-class _Parents:
-    """Which securityContext maps exist (or are added by patching fills before this one)."""
-
-    __slots__ = ("_present",)
-
-    def __init__(self) -> None:
-        self._present: set[str] = set()
-
-    def ops(self, pointers: list[tuple[str, bool]], *, patching: bool) -> list[PatchOp]:
-        """``add {}`` for each (pointer, exists) not there yet; remembered only if patching."""
-        ops: list[PatchOp] = []
-        for pointer, exists in pointers:
-            if exists or pointer in self._present:
-                continue
-            ops.append({"op": "add", "path": pointer, "value": {}})
-            if patching:
-                self._present.add(pointer)
-        return ops
-
-
-def plan_fills(spec: dict[str, Any], refs: list[ContainerRef], *, compiled: CompiledPolicy,
-               pointer: str, pod_level: bool = True) -> list[Fill]:
-    """Every field of the guarantee ``refs`` leave unset, as fills (empty when filling is off).
-
-    ``pod_level=False`` is the ``pods/ephemeralcontainers`` subresource, where only the new
-    containers may change: their UID, GID and runAsNonRoot are then set on the container.
-    Malformed contexts get no fill (the checks refuse them).
-    """
-    if not compiled.fill_identity or not applies(spec, compiled):
-        return []
-    on, patching = compiled.checked.__contains__, compiled.patching.__contains__
-    parents = _Parents()
-    fills: list[Fill] = []
-    pod_security = _context(spec)
-    if pod_security is None:
-        return []
-    if pod_level:
-        pod_pointer = f"{pointer}/spec/securityContext"
-        exists = spec.get("securityContext") is not None
-        for rule, key, value, needed in (
-                (NON_ROOT, "runAsUser", compiled.default_uid, _inherits(refs, "runAsUser")),
-                (GROUP, "runAsGroup", compiled.default_gid, _inherits(refs, "runAsGroup")),
-                (NON_ROOT, "runAsNonRoot", True, True)):
-            if on(rule) and needed and pod_security.get(key) is None:
-                ops = parents.ops([(pod_pointer, exists)], patching=patching(rule))
-                ops.append({"op": "add", "path": f"{pod_pointer}/{key}", "value": value})
-                fills.append(Fill(rule, tuple(ops), f"set securityContext.{key}="
-                                  f"{_text(value)}"))
-    for ref in refs:
-        security = _context(ref.body)
-        if security is None:
-            continue
-        own = f"{ref.pointer}/securityContext"
-        exists = ref.body.get("securityContext") is not None
-        wanted: list[tuple[str, str, Any]] = []
-        if not pod_level:
-            for rule, key, value in ((NON_ROOT, "runAsUser", compiled.default_uid),
-                                     (GROUP, "runAsGroup", compiled.default_gid)):
-                if security.get(key) is None and pod_security.get(key) is None:
-                    wanted.append((rule, key, value))
-            if security.get("runAsNonRoot") is None and pod_security.get("runAsNonRoot") is None:
-                wanted.append((NON_ROOT, "runAsNonRoot", True))
-        if security.get("allowPrivilegeEscalation") is None:
-            wanted.append((NO_ESCALATION, "allowPrivilegeEscalation", False))
-        for rule, key, value in wanted:
-            if on(rule):
-                ops = parents.ops([(own, exists)], patching=patching(rule))
-                ops.append({"op": "add", "path": f"{own}/{key}", "value": value})
-                fills.append(Fill(rule, tuple(ops), f"set {ref.short}.securityContext.{key}="
-                                  f"{_text(value)}"))
-        if on(DROP) and drops_setid(security.get("capabilities")) is False:
-            fills.append(_drop_fill(ref, security, parents, own=own, exists=exists,
-                                    patching=patching(DROP)))
-    return fills
-
-
-def _drop_fill(ref: ContainerRef, security: dict[str, Any], parents: _Parents, *, own: str,
-               exists: bool, patching: bool) -> Fill:
-    capabilities = security.get("capabilities")
-    drop = capabilities.get("drop") if isinstance(capabilities, dict) else None
-    where = f"{ref.short}.securityContext.capabilities.drop"
-    if isinstance(drop, list):
-        return Fill(DROP, ({"op": "add", "path": f"{own}/capabilities/drop/-", "value": "ALL"},),
-                    f"add ALL to {where} (was {', '.join(map(str, drop)) or 'empty'})")
-    ops = parents.ops([(own, exists), (f"{own}/capabilities", capabilities is not None)],
-                      patching=patching)
-    ops.append({"op": "add", "path": f"{own}/capabilities/drop", "value": ["ALL"]})
-    return Fill(DROP, tuple(ops), f"set {where}=[ALL]")
-
-
-def _inherits(refs: list[ContainerRef], key: str) -> bool:
-    """Whether some container has no ``key`` of its own (so the pod-level one applies)."""
-    for ref in refs:
-        security = ref.body.get("securityContext")
-        if not isinstance(security, dict) or security.get(key) is None:
-            return True
-    return False
-
-
-def _text(value: Any) -> str:
+def yaml_text(value: Any) -> str:
     """A value as YAML shows it (true/false, numbers), for notes and messages."""
     return "true" if value is True else "false" if value is False else (
         str(value) if isinstance(value, int) else repr(value))

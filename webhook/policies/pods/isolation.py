@@ -56,7 +56,9 @@ def _set(value: Any) -> bool:
 
 
 def check_pod_level(metadata: dict[str, Any], spec: dict[str, Any], annotations: dict[str, Any],
-                    *, compiled: CompiledPolicy, builder: VerdictBuilder, path: str) -> None:
+                    *, compiled: CompiledPolicy, builder: VerdictBuilder, path: str,
+                    proxy_uids: frozenset[int], proxy_gids: frozenset[int]) -> None:
+    """Pod-level rules; ``proxy_uids``/``proxy_gids`` are the IDs only the proxy may use."""
     # Display paths are joined only inside a violation: a compliant pod needs none.
     on = compiled.checked.__contains__  # bound once: a set lookup per rule
     if on("pod.host-namespaces"):
@@ -75,7 +77,8 @@ def check_pod_level(metadata: dict[str, Any], spec: dict[str, Any], annotations:
                         "hostAliases")
     security = spec.get("securityContext")
     if isinstance(security, dict) and security:
-        _check_pod_security(security, compiled=compiled, builder=builder, path=path)
+        _check_pod_security(security, compiled=compiled, builder=builder, path=path,
+                            proxy_uids=proxy_uids, proxy_gids=proxy_gids)
     if annotations:
         check_kata_annotations(annotations, compiled=compiled, builder=builder, path=path)
 
@@ -93,29 +96,33 @@ def check_kata_annotations(annotations: dict[str, Any], *, compiled: CompiledPol
 
 
 def _check_pod_security(security: dict[str, Any], *, compiled: CompiledPolicy,
-                        builder: VerdictBuilder, path: str) -> None:
+                        builder: VerdictBuilder, path: str, proxy_uids: frozenset[int],
+                        proxy_gids: frozenset[int]) -> None:
     on = compiled.checked.__contains__
     if on("pod.sysctls") and security.get("sysctls"):
         builder.violate("pod.sysctls", join(path, "spec.securityContext.sysctls"), "sets "
                         "kernel parameters per pod; remove sysctls")
     if on("pod.proxy-identity"):
-        for key, wanted in (("runAsUser", compiled.proxy_uid), ("runAsGroup", compiled.proxy_gid),
-                            ("fsGroup", compiled.proxy_gid)):
-            if _same_id(security.get(key), wanted):
+        for key, wanted in (("runAsUser", proxy_uids), ("runAsGroup", proxy_gids),
+                            ("fsGroup", proxy_gids)):
+            value = security.get(key)
+            if _is_one_of(value, wanted):
                 builder.violate("pod.proxy-identity", join(path, f"spec.securityContext.{key}"),
-                                _identity_message(key, wanted))
+                                _identity_message(key, value))
         groups = security.get("supplementalGroups")
-        if isinstance(groups, list) and any(_same_id(g, compiled.proxy_gid) for g in groups):
+        shared = [g for g in groups if _is_one_of(g, proxy_gids)] if isinstance(groups, list) \
+            else []
+        if shared:
             builder.violate("pod.proxy-identity",
                             join(path, "spec.securityContext.supplementalGroups"),
-                            _identity_message("supplementalGroups", compiled.proxy_gid))
+                            _identity_message("supplementalGroups", shared[0]))
 
 
-def _same_id(value: Any, wanted: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value == wanted
+def _is_one_of(value: Any, wanted: frozenset[int]) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value in wanted
 
 
-def _identity_message(key: str, wanted: int) -> str:
+def _identity_message(key: str, wanted: Any) -> str:
     return (f"is {wanted}, the Istio proxy's identity, whose traffic iptables lets through "
             f"uncaptured; use another {('UID' if key == 'runAsUser' else 'GID')}")
 
@@ -126,7 +133,8 @@ _RISKY_KEYS = ("privileged", "procMount", "capabilities", "runAsUser", "runAsGro
 
 
 def check_container(ref: ContainerRef, role: Role, *, compiled: CompiledPolicy,
-                    builder: VerdictBuilder) -> None:
+                    builder: VerdictBuilder, proxy_uids: frozenset[int],
+                    proxy_gids: frozenset[int]) -> None:
     """Per-container isolation checks; ``role`` grants Istio's containers their exemptions."""
     body = ref.body
     ports = body.get("ports")
@@ -144,12 +152,14 @@ def check_container(ref: ContainerRef, role: Role, *, compiled: CompiledPolicy,
         return
     for key in _RISKY_KEYS:
         if key in security:
-            _check_security(ref, role, security, compiled=compiled, builder=builder)
+            _check_security(ref, role, security, compiled=compiled, builder=builder,
+                            proxy_uids=proxy_uids, proxy_gids=proxy_gids)
             return
 
 
 def _check_security(ref: ContainerRef, role: Role, security: dict[str, Any], *,
-                    compiled: CompiledPolicy, builder: VerdictBuilder) -> None:
+                    compiled: CompiledPolicy, builder: VerdictBuilder,
+                    proxy_uids: frozenset[int], proxy_gids: frozenset[int]) -> None:
     on = compiled.checked.__contains__
     if on("pod.privileged") and _set(security.get("privileged")):
         builder.violate("pod.privileged", f"{ref.path}.securityContext.privileged", "gives the "
@@ -160,11 +170,11 @@ def _check_security(ref: ContainerRef, role: Role, security: dict[str, Any], *,
     if on("pod.capabilities"):
         _check_capabilities(ref, role, security, builder=builder)
     if on("pod.proxy-identity") and role not in (Role.PROXY, Role.CNI_VALIDATION):
-        for key, wanted in (("runAsUser", compiled.proxy_uid),
-                            ("runAsGroup", compiled.proxy_gid)):
-            if _same_id(security.get(key), wanted):
+        for key, wanted in (("runAsUser", proxy_uids), ("runAsGroup", proxy_gids)):
+            value = security.get(key)
+            if _is_one_of(value, wanted):
                 builder.violate("pod.proxy-identity", f"{ref.path}.securityContext.{key}",
-                                _identity_message(key, wanted))
+                                _identity_message(key, value))
 
 
 def _check_capabilities(ref: ContainerRef, role: Role, security: dict[str, Any], *,

@@ -15,6 +15,7 @@ from typing import Any
 
 from webhook.policies.pods.compiled import CompiledPolicy
 from webhook.policies.pods.iptables import capture_problems, iptables_argv
+from webhook.policies.pods.proxyids import ProxyIds
 from webhook.policies.pods.walk import (
     EPHEMERAL_CONTAINERS,
     INIT_CONTAINERS,
@@ -75,7 +76,8 @@ def check_injection(labels: dict[str, Any], annotations: dict[str, Any], *,
                             "agent pods must carry the Istio sidecar: remove it or set \"true\"")
         revision = values.get(REVISION)
         # isinstance first: a list here is unhashable (found by the transport fuzz).
-        if revision is not None and (not isinstance(revision, str) or revision not in accepted):
+        if revision is not None and (not isinstance(revision, str) or revision not in accepted) \
+                and not _ossm2_output(section, revision, compiled=compiled, final=final):
             ours = compiled.revision or "the default revision"
             fix = f"set it to {compiled.revision}" if compiled.revision else "remove it"
             builder.violate(rule, _annotation_path(path, section, REVISION), f"is {revision!r}, "
@@ -88,10 +90,44 @@ def check_injection(labels: dict[str, Any], annotations: dict[str, Any], *,
         if labels.get(INJECT) != "true":
             builder.violate(rule, _annotation_path(path, "labels", INJECT), "is not \"true\"; "
                             "the mutating webhook adds it: is it installed?")
-        if compiled.revision and labels.get(REVISION) != compiled.revision:
+        if compiled.ossm2 and annotations.get(INJECT) != "true":
+            builder.violate(rule, _annotation_path(path, "annotations", INJECT), "is not "
+                            "\"true\"; OpenShift Service Mesh 2 injects on this annotation, "
+                            "which the mutating webhook adds: is it installed?")
+        if compiled.revision and not compiled.ossm2 and labels.get(REVISION) != \
+                compiled.revision:
             builder.violate(rule, _annotation_path(path, "labels", REVISION), "is not "
                             f"{compiled.revision!r}; the mutating webhook adds it: is it "
                             "installed?")
+
+
+def _ossm2_output(section: str, revision: Any, *, compiled: CompiledPolicy,
+                  final: bool) -> bool:
+    """OpenShift Service Mesh 2 writes its control plane's name as the istio.io/rev
+    annotation; with no revision configured, membership (not this value) chose it."""
+    return (final and compiled.ossm2 and compiled.revision is None
+            and section == "annotations" and isinstance(revision, str))
+
+
+def wanted_marks(labels: dict[str, Any], annotations: dict[str, Any],
+                 compiled: CompiledPolicy) -> tuple[list[tuple[str, str]],
+                                                    list[tuple[str, str]]]:
+    """(labels, annotations) the mutating webhook adds so the mesh's injector selects the pod.
+
+    Istio, Sail and OpenShift Service Mesh 3 select on the inject label (and istio.io/rev for
+    a revision); OpenShift Service Mesh 2 on the inject annotation, and its control plane is
+    chosen by namespace membership, so no istio.io/rev label is added there. Both flavours get
+    the label: it is harmless where unused, and the final-pod check reads it.
+    """
+    wanted_labels = []
+    if labels.get(INJECT) is None:
+        wanted_labels.append((INJECT, "true"))
+    if compiled.revision and not compiled.ossm2 and labels.get(REVISION) is None:
+        wanted_labels.append((REVISION, compiled.revision))
+    wanted_annotations = []
+    if compiled.ossm2 and annotations.get(INJECT) is None:
+        wanted_annotations.append((INJECT, "true"))
+    return wanted_labels, wanted_annotations
 
 
 def check_annotations(annotations: dict[str, Any], *, compiled: CompiledPolicy,
@@ -143,8 +179,12 @@ def check_reserved_name(ref: ContainerRef, *, compiled: CompiledPolicy,
 
 
 def check_sidecar(refs: list[ContainerRef], *, compiled: CompiledPolicy,
-                  builder: VerdictBuilder, path: str) -> None:
-    """``pod.istio-sidecar`` over the final pod: a proxy, and an init that captures it all."""
+                  builder: VerdictBuilder, path: str, ids: ProxyIds) -> None:
+    """``pod.istio-sidecar`` over the final pod: a proxy, and an init that captures it all.
+
+    ``ids`` is the proxy's identity as the pod gives it: the iptables ``-u``/``-g`` must name
+    exactly that (on OpenShift, the top of the namespace's ranges rather than 1337).
+    """
     rule = "pod.istio-sidecar"
     if not compiled.require_sidecar or rule not in compiled.checked:
         return
@@ -168,8 +208,7 @@ def check_sidecar(refs: list[ContainerRef], *, compiled: CompiledPolicy,
             builder.violate(rule, join(ref.path, "args"), "does not run istio-iptables; only "
                             "Istio's injector may define this container")
             continue
-        problems = capture_problems(words, proxy_uid=compiled.proxy_uid,
-                                    proxy_gid=compiled.proxy_gid,
+        problems = capture_problems(words, proxy_uid=ids.uid, proxy_gid=ids.gid,
                                     cni=ref.name == "istio-validation")
         if problems:
             builder.violate(rule, join(ref.path, "args"), "leaves outbound traffic uncaptured: "

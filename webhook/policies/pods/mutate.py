@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from webhook.config.policy import Policy
-from webhook.policies.pods import dns, identity, initorder, istio, memory
+from webhook.policies.pods import dns, fills, identity, initorder, istio, memory
 from webhook.policies.pods.compiled import CompiledPolicy, compile_policy
 from webhook.policies.pods.validate import (
     RUNTIME_RULE,
@@ -90,16 +90,19 @@ def plan_pod(pod: dict[str, Any], *, namespace: str, compiled: CompiledPolicy, p
     planned: list[Planned] = []
     refused = {violation.rule for violation in builder.violations}
 
-    wanted_labels = _wanted_labels(labels, annotations, compiled)
-    if (wanted_labels and "pod.istio-inject" not in refused
+    wanted_labels, wanted_annotations = istio.wanted_marks(labels, annotations, compiled)
+    if ((wanted_labels or wanted_annotations) and "pod.istio-inject" not in refused
             and "pod.istio-inject" in compiled.checked):
         ops: list[PatchOp] = []
-        maps.ensure(pointer, "labels", ops, applied="pod.istio-inject" in compiled.patching)
         notes = []
-        for key, value in wanted_labels:
-            ops.append({"op": "add", "path": f"{pointer}/metadata/labels/{escape(key)}",
-                        "value": value})
-            notes.append(f"add label {key}={value}")
+        for section, wanted in (("labels", wanted_labels), ("annotations", wanted_annotations)):
+            if wanted:
+                maps.ensure(pointer, section, ops,
+                            applied="pod.istio-inject" in compiled.patching)
+            for key, value in wanted:
+                ops.append({"op": "add", "path": f"{pointer}/metadata/{section}/{escape(key)}",
+                            "value": value})
+                notes.append(f"add {section[:-1]} {key}={value}")
         planned.append(Planned("pod.istio-inject", "labels", tuple(ops), "; ".join(notes)))
 
     if RUNTIME_RULE in compiled.checked and spec.get("runtimeClassName") is None:
@@ -114,7 +117,7 @@ def plan_pod(pod: dict[str, Any], *, namespace: str, compiled: CompiledPolicy, p
 
     refs = containers(spec, pointer=pointer, path=path)
     planned.extend(Planned(fill.rule, "securityContext", fill.ops, fill.note)
-                   for fill in identity.plan_fills(spec, refs, compiled=compiled,
+                   for fill in fills.plan_fills(spec, refs, compiled=compiled,
                                                    pointer=pointer)
                    if fill.rule not in refused)
 
@@ -148,16 +151,6 @@ def _marker_rule(compiled: CompiledPolicy) -> str | None:
         if rule in compiled.patching:
             return rule
     return None
-
-
-def _wanted_labels(labels: dict[str, Any], annotations: dict[str, Any],
-                   compiled: CompiledPolicy) -> list[tuple[str, str]]:
-    wanted = []
-    if labels.get(istio.INJECT) is None:
-        wanted.append((istio.INJECT, "true"))
-    if compiled.revision and labels.get(istio.REVISION) is None:
-        wanted.append((istio.REVISION, compiled.revision))
-    return wanted
 
 
 def _plan_memory(sizings: list[memory.Sizing] | None, annotations: dict[str, Any], *,
@@ -219,9 +212,9 @@ def mutate_ephemeral(pod: dict[str, Any], old: dict[str, Any] | None, *,
     builder = VerdictBuilder(violations=list(checked.violations))
     _, spec = pod_parts(pod, path="")
     refused = {violation.rule for violation in checked.violations}
-    fills = identity.plan_fills(spec, new_ephemeral(pod, old), compiled=compiled, pointer="",
-                                pod_level=False)
-    _record([Planned(fill.rule, "securityContext", fill.ops, fill.note) for fill in fills
+    planned = fills.plan_fills(spec, new_ephemeral(pod, old), compiled=compiled, pointer="",
+                               pod_level=False)
+    _record([Planned(fill.rule, "securityContext", fill.ops, fill.note) for fill in planned
              if fill.rule not in refused], compiled=compiled, builder=builder)
     return builder.build()
 

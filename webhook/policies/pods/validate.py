@@ -24,6 +24,7 @@ from webhook.policies.pods import (
     volumes,
 )
 from webhook.policies.pods.compiled import CompiledPolicy, compile_policy
+from webhook.policies.pods.proxyids import proxy_ids
 from webhook.policies.pods.walk import (
     CONTAINERS,
     EPHEMERAL_CONTAINERS,
@@ -44,20 +45,21 @@ def check_runtime_class(spec: dict[str, Any], *, compiled: CompiledPolicy,
                         builder: VerdictBuilder, path: str, final: bool) -> None:
     if RUNTIME_RULE not in compiled.checked:
         return
-    wanted = compiled.runtime_class
     current = spec.get("runtimeClassName")
-    if current == wanted:
+    if isinstance(current, str) and current in compiled.runtime_classes:
         return
     where = join(path, "spec.runtimeClassName")
+    wanted = compiled.runtime_class
     if current is None:
         if final:
             builder.violate(RUNTIME_RULE, where, f"is not set; agent pods run in the {wanted} "
                             "RuntimeClass (the mutating webhook sets it: is it installed?)")
-    elif current != wanted:
-        builder.violate(RUNTIME_RULE, where, f"{_quote(current)} is not the approved class "
-                        f"\"{wanted}\"; the API server has already applied {_plain(current)}'s "
-                        "overhead, so the webhook cannot switch it: remove runtimeClassName "
-                        f"or set it to {wanted}")
+        return
+    approved = " or ".join(f'"{name}"' for name in sorted(compiled.runtime_classes))
+    builder.violate(RUNTIME_RULE, where, f"{_quote(current)} is not an approved class "
+                    f"({approved}); the API server has already applied {_plain(current)}'s "
+                    "overhead, so the webhook cannot switch it: remove runtimeClassName "
+                    f"or set it to {wanted}")
 
 
 def _quote(value: Any) -> str:
@@ -109,17 +111,17 @@ def check_parts(parts: PodMaps, *, compiled: CompiledPolicy, builder: VerdictBui
                           final=final)
     istio.check_annotations(annotations, compiled=compiled, builder=builder, path=path,
                             final=final)
+    refs = containers(spec, pointer=pointer, path=path)
+    pod_security = identity.pod_security(spec)
+    ids = proxy_ids(refs, pod_security, compiled=compiled, final=final)
     isolation.check_pod_level(metadata, spec, annotations, compiled=compiled, builder=builder,
-                              path=path)
+                              path=path, proxy_uids=ids.uids, proxy_gids=ids.gids)
     declared = volumes.check_volumes(spec, compiled=compiled, builder=builder, path=path,
                                      final=final)
     if not final:
         initorder.check_native_annotation(spec, annotations, compiled=compiled,
                                           builder=builder, path=path)
-
-    refs = containers(spec, pointer=pointer, path=path)
     guarded = identity.applies(spec, compiled)
-    pod_security = identity.pod_security(spec)
     if guarded:
         identity.check_pod_level(spec, compiled=compiled, builder=builder, path=path)
     reserved = "pod.istio-reserved-names" in compiled.checked
@@ -135,7 +137,8 @@ def check_parts(parts: PodMaps, *, compiled: CompiledPolicy, builder: VerdictBui
             inits.append((ref, role))
         if reserved and ref.name in istio.RESERVED_NAMES:
             istio.check_reserved_name(ref, compiled=compiled, builder=builder, final=final)
-        isolation.check_container(ref, role, compiled=compiled, builder=builder)
+        isolation.check_container(ref, role, compiled=compiled, builder=builder,
+                                  proxy_uids=ids.uids, proxy_gids=ids.gids)
         if guarded:
             identity.check_container(ref, role, pod_security, compiled=compiled,
                                      builder=builder, path=path, final=final)
@@ -148,7 +151,7 @@ def check_parts(parts: PodMaps, *, compiled: CompiledPolicy, builder: VerdictBui
             usable = usable and sizing.usable
             sizings.append(sizing)
     if final:
-        istio.check_sidecar(refs, compiled=compiled, builder=builder, path=path)
+        istio.check_sidecar(refs, compiled=compiled, builder=builder, path=path, ids=ids)
         initorder.check_order(inits, compiled=compiled, builder=builder)
     if not sizing_memory:
         return None
@@ -195,9 +198,13 @@ def check_new_ephemeral(pod: dict[str, Any], old: dict[str, Any] | None, *,
     guarded = identity.applies(spec, compiled)
     # The pod-level securityContext applies to ephemeral containers too.
     pod_security = identity.pod_security(spec)
+    # The pod is running, injected: its proxy says which IDs iptables exempts.
+    ids = proxy_ids(containers(spec, pointer="", path=""), pod_security, compiled=compiled,
+                    final=True)
     for ref in new_ephemeral(pod, old):
         istio.check_reserved_name(ref, compiled=compiled, builder=builder, final=False)
-        isolation.check_container(ref, isolation.Role.APP, compiled=compiled, builder=builder)
+        isolation.check_container(ref, isolation.Role.APP, compiled=compiled, builder=builder,
+                                  proxy_uids=ids.uids, proxy_gids=ids.gids)
         if guarded:
             identity.check_container(ref, isolation.Role.APP, pod_security, compiled=compiled,
                                      builder=builder, path="", final=final)

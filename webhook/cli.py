@@ -23,6 +23,7 @@ from webhook.controller.command import register_controller_command
 from webhook.core.errors import ConfigError
 from webhook.server.logs import configure_logging
 from webhook.server.serve import ServeSettings, run
+from webhook.server.workers import supervise
 from webhook.tools.audit import register_audit_command
 from webhook.tools.check import register_check_command
 from webhook.tools.doctor.command import register_doctor_command
@@ -38,6 +39,12 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"--listen wants HOST:PORT, got {value!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _workers(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 64:
+        raise argparse.ArgumentTypeError(f"--workers wants a number from 1 to 64, got {value!r}")
+    return int(value)
 
 
 def _register_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -81,6 +88,10 @@ def _register_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     add_env_argument(serve, "--max-connections", kind=int, default="256",
                      help="open connections beyond which new ones are closed at once; each "
                      "costs about 300 KiB while open")
+    add_env_argument(serve, "--workers", kind=_workers, default="1",
+                     help="serving processes sharing the port, one core each; more than one "
+                     "runs a supervisor that starts them, restarts one that dies and stops "
+                     "them all on SIGTERM (give the pod as many CPUs)")
     register_cert_manager_arguments(serve)
     serve.set_defaults(func=_run_serve)
 
@@ -99,8 +110,10 @@ def _run_serve(args: argparse.Namespace) -> int:
         drain_timeout=args.drain_timeout, certificates=cert_manager_settings(args),
         audit_interval=args.audit_interval, max_connections=args.max_connections,
         handshake_timeout=args.handshake_timeout, header_timeout=args.header_timeout,
-        body_timeout=args.body_timeout)
+        body_timeout=args.body_timeout, workers=args.workers)
     try:
+        if settings.workers > 1:
+            return asyncio.run(supervise(settings, log_level=args.log_level))
         asyncio.run(run(settings))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

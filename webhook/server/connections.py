@@ -145,15 +145,18 @@ class _Connection(asyncio.Protocol):
 class GuardedSite(web.BaseSite):
     """Like ``web.TCPSite`` with TLS, plus the connection cap and handshake deadline."""
 
-    __slots__ = ("_guard", "_host", "_port")
+    __slots__ = ("_guard", "_host", "_port", "_reuse_port")
 
     def __init__(self, runner: web.BaseRunner, *, host: str, port: int,
                  ssl_context: ssl.SSLContext, guard: ConnectionGuard,
-                 backlog: int = 1024) -> None:
+                 backlog: int = 1024, reuse_port: bool = False) -> None:
         super().__init__(runner, ssl_context=ssl_context, backlog=backlog)
         self._host = host
         self._port = port
         self._guard = guard
+        # SO_REUSEPORT: several worker processes each listen on the port, and the kernel
+        # spreads new connections over them.
+        self._reuse_port = reuse_port
 
     @property
     def name(self) -> str:
@@ -171,7 +174,8 @@ class GuardedSite(web.BaseSite):
             return _Connection(guard, tls, server)
 
         self._server = await asyncio.get_running_loop().create_server(
-            accept, self._host, self._port, backlog=self._backlog, reuse_address=True)
+            accept, self._host, self._port, backlog=self._backlog, reuse_address=True,
+            reuse_port=self._reuse_port or None)
 
     async def stop(self) -> None:
         await super().stop()  # stops listening; the runner then drains open connections

@@ -52,6 +52,28 @@ def configure_logging(level: str) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
+# Writes of at most PIPE_BUF bytes to a pipe are atomic: with several workers sharing stderr
+# (serve --workers), a batch written in such pieces, each ending on a line, never interleaves
+# with another worker's lines.
+ATOMIC_WRITE = 4096
+
+
+def _whole_lines(lines: list[bytes]) -> list[bytes]:
+    """Join lines into chunks of at most ``ATOMIC_WRITE`` bytes (a longer line goes alone)."""
+    chunks: list[bytes] = []
+    current: list[bytes] = []
+    size = 0
+    for line in lines:
+        if current and size + len(line) > ATOMIC_WRITE:
+            chunks.append(b"".join(current))
+            current, size = [], 0
+        current.append(line)
+        size += len(line)
+    if current:
+        chunks.append(b"".join(current))
+    return chunks
+
+
 class DecisionLog:
     """One JSON line per admission decision, written to a byte stream in small batches.
 
@@ -104,12 +126,13 @@ class DecisionLog:
             self._timer = None
         if not self._pending:
             return
-        data = b"".join(self._pending)
-        self._pending.clear()
+        pending = self._pending
+        self._pending = []
         self._size = 0
         try:
-            self._stream.write(data)
-            self._stream.flush()
+            for chunk in _whole_lines(pending):
+                self._stream.write(chunk)
+                self._stream.flush()
         except (OSError, ValueError):
             # A closed or broken log stream must not turn a decision into an error.
             pass

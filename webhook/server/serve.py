@@ -17,7 +17,7 @@ import asyncio
 import logging
 import signal
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,9 +46,6 @@ from webhook.tools.audit import periodic_audit_ctx
 
 log = logging.getLogger(__name__)
 
-CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
-
-
 @dataclass(frozen=True, slots=True)
 class ServeSettings:
     host: str = "127.0.0.1"
@@ -66,6 +63,8 @@ class ServeSettings:
     header_timeout: float = 10.0
     body_timeout: float = 10.0
     audit_interval: float = 0.0  # seconds between periodic audits; 0 turns them off
+    workers: int = 1  # serving processes; more than one: webhook.server.workers supervises
+    reuse_port: bool = False  # set for each of several workers sharing the port
     certificates: CertManagerSettings = field(
         default_factory=lambda: CertManagerSettings(mode=None))
 
@@ -119,7 +118,7 @@ def follow_files(engine: Engine, files: list[WatchedFile[Any]], *, metrics: Metr
             watched.on_change = engine.set_registry
         metrics.watch_file(watched.name, ok=_ok(watched), last_success=_last(watched))
         health.details[watched.name] = _detail(watched)
-    metrics.registry_entries.set_function(
+    metrics.watch_registry_entries(
         lambda: float(len(engine.registry.entries)) if engine.registry is not None else 0.0)
 
 
@@ -139,9 +138,13 @@ def _detail(watched: WatchedFile[Any]) -> Callable[[], dict[str, Any]]:
     return detail
 
 
-async def prepare_tls(settings: ServeSettings, scratch: Path) -> tuple[ServingTLS,
-                                                                       CleanupCtx | None]:
-    """The serving certificate for the chosen mode, plus its keeper in secret mode."""
+async def prepare_tls(settings: ServeSettings, scratch: Path) -> tuple[
+        ServingTLS, SecretCertificateManager | None]:
+    """The serving certificate for the chosen mode, plus its keeper in secret mode.
+
+    The keeper has reconciled once (the files exist); run it in the background to keep them
+    fresh. With several workers only the supervisor calls this: one keeper per pod.
+    """
     mode = resolve_mode(settings.certificates, tls_cert_given=settings.cert_path is not None)
     if mode == "files":
         if settings.cert_path is None or settings.key_path is None:
@@ -157,7 +160,7 @@ async def prepare_tls(settings: ServeSettings, scratch: Path) -> tuple[ServingTL
         manager = SecretCertificateManager(api=api, settings=cm)
         await manager.reconcile()  # creates or adopts the Secret and writes the serving pair
         return ServingTLS(cert_path=cm.cert_path, key_path=cm.key_path,
-                          client_ca_path=settings.client_ca_path), secret_manager_ctx(manager)
+                          client_ca_path=settings.client_ca_path), manager
     bundle = certs.write_dev_bundle(scratch, dns_names=["localhost"],
                                     ip_addresses=["127.0.0.1", "::1"])
     print(f"no certificate given: serving a throwaway self-signed certificate for "
@@ -169,14 +172,16 @@ async def prepare_tls(settings: ServeSettings, scratch: Path) -> tuple[ServingTL
                       client_ca_path=settings.client_ca_path), None
 
 
-async def run(settings: ServeSettings, *, started: asyncio.Event | None = None) -> None:
-    """Serve until SIGTERM/SIGINT: the first stops gracefully, a second one at once.
+async def run(settings: ServeSettings, *, started: asyncio.Event | None = None,
+              stop: asyncio.Event | None = None, restarted: bool = False) -> None:
+    """Serve until SIGTERM/SIGINT (or ``stop`` is set): the first stops gracefully, a second
+    one at once. ``restarted``: this worker replaces one that died (it is counted).
 
     The signal handlers are installed before anything is written, so even a signal during
     start-up removes the throwaway certificate directory on the way out.
     """
     engine, watched = load_engine(settings)
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
 
@@ -190,7 +195,7 @@ async def run(settings: ServeSettings, *, started: asyncio.Event | None = None) 
     try:
         with tempfile.TemporaryDirectory(prefix="agent-sandbox-webhook-") as scratch:
             await _serve(settings, engine=engine, watched=watched, scratch=Path(scratch),
-                         stop=stop, started=started)
+                         stop=stop, started=started, restarted=restarted)
     except asyncio.CancelledError:
         if not stop.is_set():
             raise  # cancelled by a caller, not by a second signal
@@ -202,10 +207,13 @@ async def run(settings: ServeSettings, *, started: asyncio.Event | None = None) 
 
 
 async def _serve(settings: ServeSettings, *, engine: Engine, watched: list[WatchedFile[Any]],
-                 scratch: Path, stop: asyncio.Event, started: asyncio.Event | None) -> None:
+                 scratch: Path, stop: asyncio.Event, started: asyncio.Event | None,
+                 restarted: bool) -> None:
     tls, keeper = await prepare_tls(settings, scratch)
     health = Health(ready=False)
     metrics = Metrics()
+    if restarted:
+        metrics.worker_restarts.inc()
     metrics.watch_certificate(lambda: tls.seconds_to_expiry(now=datetime.now(UTC)))
     app = create_app(engine=engine, metrics=metrics, health=health,
                      body_timeout=settings.body_timeout)
@@ -213,7 +221,7 @@ async def _serve(settings: ServeSettings, *, engine: Engine, watched: list[Watch
     app.cleanup_ctx.append(reload_ctx(*watched, interval=settings.reload_interval))
     app.cleanup_ctx.append(tls_reload_ctx(tls, interval=settings.reload_interval))
     if keeper is not None:
-        app.cleanup_ctx.append(keeper)
+        app.cleanup_ctx.append(secret_manager_ctx(keeper))
     if settings.audit_interval > 0:
         app.cleanup_ctx.append(periodic_audit_ctx(
             contexts=lambda: engine.contexts, interval=settings.audit_interval,
@@ -228,7 +236,7 @@ async def _serve(settings: ServeSettings, *, engine: Engine, watched: list[Watch
                             handshake_timeout=settings.handshake_timeout,
                             on_change=metrics.connection_event)
     site = GuardedSite(runner, host=settings.host, port=settings.port,
-                       ssl_context=tls.context, guard=guard)
+                       ssl_context=tls.context, guard=guard, reuse_port=settings.reuse_port)
     await site.start()
     health.ready = True
     log.info("serving", extra={"fields": {"listen": f"{settings.host}:{settings.port}",

@@ -513,3 +513,17 @@ def test_the_controllers_rights_cover_only_what_it_manages(base: list[dict[str, 
                   and o["metadata"]["name"] == "agent-sandbox-controller"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "agent-sandbox-controller",
                                     "namespace": "agent-sandbox-system"}]
+
+
+@pytest.mark.parametrize("directory", OVERLAYS)
+def test_the_worker_count_matches_the_cpu_limit_in_every_install(directory: str) -> None:
+    """Each worker uses at most one core: fewer CPUs than workers would only add contention,
+    more would sit unused. Memory must hold the supervisor and every worker at peak."""
+    deployment = _one(_render(directory), "Deployment", "agent-sandbox-webhook")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    workers = [a.split("=", 1)[1] for a in container["args"] if a.startswith("--workers=")]
+    assert workers, "the Deployment does not set --workers"
+    limits = container["resources"]["limits"]
+    assert int(workers[0]) == int(limits["cpu"])
+    memory_mib = int(limits["memory"].removesuffix("Mi"))
+    assert memory_mib >= 50 + 100 * int(workers[0])

@@ -50,6 +50,11 @@ def worker_pids(server: Server) -> list[int]:
                                  "children").read_text().split()]
 
 
+def serving(server: Server, count: int = 2) -> Callable[[], bool]:
+    """True once ``count`` workers have logged that they listen (each listens on its own)."""
+    return lambda: server.logs().count('"msg":"serving"') >= count
+
+
 def metric(text: str, series: str) -> float:
     match = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
     assert match, f"{series} not in /metrics"
@@ -70,7 +75,7 @@ def requests_total(text: str) -> float:
 
 def test_any_worker_answers_metrics_with_the_totals_of_every_worker(tmp_path: Path) -> None:
     with running(tmp_path, "--workers", "2") as server:
-        eventually(lambda: len(worker_pids(server)) == 2)
+        eventually(serving(server))
         for _ in range(FRESH_CONNECTIONS):
             assert fresh(server, "POST", "/mutate", POD).status == 200
         # Both workers counted some of them (each writes its own file in the run's directory).
@@ -83,12 +88,13 @@ def test_any_worker_answers_metrics_with_the_totals_of_every_worker(tmp_path: Pa
 
 def test_a_killed_worker_is_started_again_counted_and_its_counts_kept(tmp_path: Path) -> None:
     with running(tmp_path, "--workers", "2") as server:
-        eventually(lambda: len(worker_pids(server)) == 2)
+        eventually(serving(server))
         for _ in range(FRESH_CONNECTIONS):
             assert fresh(server, "POST", "/mutate", POD).status == 200
         victim = worker_pids(server)[0]
         os.kill(victim, signal.SIGKILL)
-        eventually(lambda: len(worker_pids(server)) == 2 and victim not in worker_pids(server))
+        eventually(serving(server, 3))
+        assert victim not in worker_pids(server) and len(worker_pids(server)) == 2
         eventually(lambda: "agent_sandbox_worker_restarts_total 1.0" in
                    fresh(server, "GET", "/metrics").data.decode())
         text = fresh(server, "GET", "/metrics").data.decode()
@@ -110,7 +116,7 @@ def test_workers_that_keep_dying_stop_the_pod_with_exit_code_1(tmp_path: Path) -
 def test_sigterm_to_the_supervisor_turns_every_worker_unready_then_all_exit(
         tmp_path: Path) -> None:
     with running(tmp_path, "--workers", "2", "--shutdown-delay", "2") as server:
-        eventually(lambda: len(worker_pids(server)) == 2)
+        eventually(serving(server))
         workers = worker_pids(server)
         server.process.send_signal(signal.SIGTERM)
         time.sleep(0.5)
@@ -129,21 +135,21 @@ def test_policy_and_certificate_changes_reach_every_worker(tmp_path: Path) -> No
                              ip_addresses=["127.0.0.1"])
     second = write_dev_bundle(tmp_path / "second", dns_names=["localhost"],
                               ip_addresses=["127.0.0.1"])
-    serving = tmp_path / "serving"
-    serving.mkdir()
+    pair = tmp_path / "serving"
+    pair.mkdir()
     for name in ("tls.crt", "tls.key"):
-        shutil.copy(first.cert.parent / name, serving / name)
+        shutil.copy(first.cert.parent / name, pair / name)
     policy = tmp_path / "policy.yaml"
     policy.write_text("")
     with running(tmp_path, "--workers", "2", "--policy", str(policy),
-                 "--tls-cert", str(serving / "tls.crt"), "--tls-key", str(serving / "tls.key"),
+                 "--tls-cert", str(pair / "tls.crt"), "--tls-key", str(pair / "tls.key"),
                  ca=first.ca_cert) as server:
-        eventually(lambda: len(worker_pids(server)) == 2)
+        eventually(serving(server))
         before = orjson.loads(fresh(server, "GET", "/readyz").data)["policy"]
         policy.write_text("dns:\n  nameservers: [\"10.96.0.99\"]\n")
         for name in ("tls.key", "tls.crt"):  # each file replaced whole, as a renewal does
-            shutil.copy(second.cert.parent / name, serving / f".{name}")
-            os.replace(serving / f".{name}", serving / name)
+            shutil.copy(second.cert.parent / name, pair / f".{name}")
+            os.replace(pair / f".{name}", pair / name)
 
         def everyone_changed() -> bool:
             context = ssl.create_default_context(cafile=str(second.ca_cert))

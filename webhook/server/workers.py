@@ -43,6 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from webhook.certs.manager import SecretCertificateManager
 from webhook.core.errors import ConfigError
 from webhook.server.logs import configure_logging
 from webhook.server.metrics import MULTIPROCESS_ENV, mark_worker_dead
@@ -80,13 +81,26 @@ class Supervisor:
         self._workers: dict[int, asyncio.subprocess.Process] = {}
         self._deaths: list[float] = []
         self._events: asyncio.Queue[int | None] = asyncio.Queue()  # None: stop
+        self._stopping = False
 
     @property
     def pids(self) -> list[int]:
         return [process.pid for process in self._workers.values()]
 
-    def stop(self) -> None:
-        self._events.put_nowait(None)
+    def on_signal(self) -> None:
+        """The first SIGTERM/SIGINT stops every worker gracefully; a second one reaches them
+        too, and they exit at once."""
+        if self._stopping:
+            self._signal_all()
+        else:
+            self._stopping = True
+            self._events.put_nowait(None)
+
+    def _signal_all(self) -> None:
+        for process in self._workers.values():
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
 
     async def _start(self, index: int, *, restarted: bool) -> None:
         settings = worker_settings(self._settings, cert=self._cert, key=self._key, index=index)
@@ -131,12 +145,9 @@ class Supervisor:
         return code
 
     async def _stop_all(self) -> None:
+        self._stopping = True
         workers = list(self._workers.values())
-        self._workers = {}
-        for process in workers:
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.send_signal(signal.SIGTERM)
+        self._signal_all()
         grace = self._settings.shutdown_delay + self._settings.drain_timeout + KILL_MARGIN
         waits = [asyncio.create_task(process.wait()) for process in workers]
         if waits:
@@ -156,28 +167,51 @@ class Supervisor:
 async def supervise(settings: ServeSettings, *, log_level: str) -> int:
     """The supervisor's whole life: check, prepare TLS, run the workers, stop them."""
     load_engine(settings)  # a bad policy file stops start-up here, before any worker
-    with tempfile.TemporaryDirectory(prefix="agent-sandbox-webhook-") as scratch:
-        metrics_dir = Path(scratch) / "metrics"
-        metrics_dir.mkdir()
-        tls, keeper = await prepare_tls(settings, Path(scratch))
-        supervisor = Supervisor(settings, cert=tls.cert_path, key=tls.key_path,
-                                log_level=log_level, metrics_dir=metrics_dir)
-        loop = asyncio.get_running_loop()
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    supervisor: Supervisor | None = None
+
+    def on_signal() -> None:
+        if supervisor is not None:
+            supervisor.on_signal()
+        elif main is not None:
+            main.cancel()  # still starting: stop, removing the scratch directory
+
+    # Installed before anything is written, as in ``run``.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal)
+    try:
+        with tempfile.TemporaryDirectory(prefix="agent-sandbox-webhook-") as scratch:
+            metrics_dir = Path(scratch) / "metrics"
+            metrics_dir.mkdir()
+            tls, keeper = await prepare_tls(settings, Path(scratch))
+            supervisor = Supervisor(settings, cert=tls.cert_path, key=tls.key_path,
+                                    log_level=log_level, metrics_dir=metrics_dir)
+            return await _supervise(supervisor, settings, keeper)
+    except asyncio.CancelledError:
+        log.warning("stopped by a signal during start-up")
+        return 0
+    finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, supervisor.stop)
-        stop_keeper = asyncio.Event()
-        keeping = (asyncio.create_task(keeper.run(stop=stop_keeper), name="cert-manager")
-                   if keeper is not None else None)
-        log.info("supervising workers", extra={"fields": {
-            "workers": settings.workers, "listen": f"{settings.host}:{settings.port}"}})
-        try:
-            code = await supervisor.run()
-        finally:
-            stop_keeper.set()
-            if keeping is not None:
-                await keeping
-        log.info("stopped", extra={"fields": {"exit": code}})
-        return code
+            loop.remove_signal_handler(signum)
+
+
+async def _supervise(supervisor: Supervisor, settings: ServeSettings,
+                     keeper: SecretCertificateManager | None) -> int:
+    """Run the workers, and the certificate keeper (secret mode) beside them."""
+    stop_keeper = asyncio.Event()
+    keeping = (asyncio.create_task(keeper.run(stop=stop_keeper), name="cert-manager")
+               if keeper is not None else None)
+    log.info("supervising workers", extra={"fields": {
+        "workers": settings.workers, "listen": f"{settings.host}:{settings.port}"}})
+    try:
+        code = await supervisor.run()
+    finally:
+        stop_keeper.set()
+        if keeping is not None:
+            await keeping
+    log.info("stopped", extra={"fields": {"exit": code}})
+    return code
 
 
 async def _serve_worker(settings: ServeSettings, restarted: bool) -> None:

@@ -94,7 +94,8 @@ def test_a_killed_worker_is_started_again_counted_and_its_counts_kept(tmp_path: 
         victim = worker_pids(server)[0]
         os.kill(victim, signal.SIGKILL)
         eventually(serving(server, 3))
-        assert victim not in worker_pids(server) and len(worker_pids(server)) == 2
+        assert victim not in worker_pids(server)
+        assert len(worker_pids(server)) == 2
         eventually(lambda: "agent_sandbox_worker_restarts_total 1.0" in
                    fresh(server, "GET", "/metrics").data.decode())
         text = fresh(server, "GET", "/metrics").data.decode()

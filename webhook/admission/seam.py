@@ -24,10 +24,10 @@ from webhook.policies.result import PatchOp, Verdict
 log = logging.getLogger(__name__)
 
 CHECKED_OPERATIONS = frozenset({"CREATE", "UPDATE", "CONNECT"})
-EXPORTED_NOTE = ("this namespace is in warn mode, but the object is exported beyond it "
-                 "(exportTo unset, '*' or another namespace), where it would open egress for "
-                 "enforced namespaces: it is judged in enforce mode (and changed, where the "
-                 "webhook makes it safe)")
+# One kubectl warning (at most 256 characters, webhook.core.responses).
+EXPORTED_NOTE = ("warn-mode namespace, but this object is exported beyond it (exportTo or a "
+                 "Service's networking.istio.io/exportTo unset, '*' or another namespace; "
+                 "endpoints go with their Service): it is judged in enforce mode")
 
 
 class Stage(StrEnum):

@@ -5,13 +5,16 @@ registry is ``None`` until a good registry has been loaded; ``registry_problem``
 why, so that egress policies can fail closed with a useful message. ``exported`` is set on
 the context of namespaces in warn-only rollout: what such a namespace exports beyond itself
 becomes part of other (enforced) namespaces' proxy config, so it is judged with that
-context, in enforce mode (``webhook.admission.seam`` switches; ``exports_beyond`` says when).
+context, in enforce mode (``webhook.admission.seam`` switches; ``exports_beyond`` says when:
+ServiceEntries and VirtualServices by ``exportTo``, Services by Istio's
+``networking.istio.io/exportTo`` annotation, Endpoints and EndpointSlices always).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from webhook.config.policy import Policy
 from webhook.core.review import Request
@@ -25,6 +28,11 @@ NO_REGISTRY = ("no egress registry has been loaded yet, so egress objects cannot
 # Kinds with exportTo, where Istio's default (unset or empty) is every namespace.
 EXPORTING_KINDS = frozenset({("networking.istio.io", "ServiceEntry"),
                              ("networking.istio.io", "VirtualService")})
+# Istio exports a Kubernetes Service to every namespace unless this annotation narrows it;
+# an Endpoints object or EndpointSlice cannot say how its Service is exported, so it counts
+# as exported.
+SERVICE_EXPORT_ANNOTATION = "networking.istio.io/exportTo"
+ENDPOINT_KINDS = frozenset({("", "Endpoints"), ("discovery.k8s.io", "EndpointSlice")})
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +45,22 @@ class Context:
 
 def exports_beyond(request: Request) -> bool:
     """Whether the object is exported to any namespace but its own (``*`` or unset included)."""
-    if (request.group, request.kind) not in EXPORTING_KINDS:
+    key = (request.group, request.kind)
+    if key in ENDPOINT_KINDS:
+        return True
+    obj = request.object or {}
+    if key == ("", "Service"):
+        metadata = obj.get("metadata")
+        annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+        value = annotations.get(SERVICE_EXPORT_ANNOTATION) if isinstance(annotations,
+                                                                          dict) else None
+        export_to: Any = ([v.strip() for v in value.split(",")] if isinstance(value, str)
+                          else None)
+    elif key in EXPORTING_KINDS:
+        spec = obj.get("spec")
+        export_to = spec.get("exportTo") if isinstance(spec, dict) else None
+    else:
         return False
-    spec = (request.object or {}).get("spec")
-    export_to = spec.get("exportTo") if isinstance(spec, dict) else None
     if not isinstance(export_to, list) or not export_to:
         return True
     own = (".", "~", request.object_namespace)

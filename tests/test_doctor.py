@@ -142,7 +142,7 @@ def healthy_cluster(pki: dict[str, Any]) -> dict[str, Any]:
             side_effects="None", client_config=_client_config(pki["ca"], "/validate"))
             for kind in ("pods", "serviceentries")])
     version = client.VersionInfo(
-        major="1", minor="27", git_version="v1.27.16", git_commit="x", git_tree_state="clean",
+        major="1", minor="30", git_version="v1.30.4", git_commit="x", git_tree_state="clean",
         build_date="2024-07-17T00:00:00Z", go_version="go1.22", compiler="gc",
         platform="linux/amd64")
     return {
@@ -395,6 +395,33 @@ def test_kubernetes_older_than_1_27_fails(cluster: FakeApiServer) -> None:
     code, lines = doctor(cluster)
     assert code == 1
     assert "1.26 is older than 1.27" in line(lines, "Kubernetes version")
+
+
+def test_native_sidecars_on_kubernetes_older_than_1_29_fail_with_the_policy_fix(
+        cluster: FakeApiServer) -> None:
+    version = copy.deepcopy(cluster.routes["/version/"])
+    version.minor = "28"
+    cluster.routes["/version/"] = version
+    code, lines = doctor(cluster)
+    assert code == 1
+    assert line(lines, "Kubernetes version").startswith("✔")
+    found = line(lines, "native sidecars")
+    assert found.startswith("✖")
+    assert "set istio.nativeSidecars: false" in found
+
+
+def test_native_sidecars_off_is_not_applicable_on_kubernetes_1_27(
+        cluster: FakeApiServer) -> None:
+    version = copy.deepcopy(cluster.routes["/version/"])
+    version.minor = "27"
+    cluster.routes["/version/"] = version
+    key = f"/api/v1/namespaces/{SYSTEM}/configmaps/agent-sandbox-policy"
+    policy = copy.deepcopy(cluster.routes[key])
+    policy.data = {"policy.yaml": policy.data["policy.yaml"] + "istio:\n  nativeSidecars: false\n"}
+    cluster.routes[key] = policy
+    code, lines = doctor(cluster)
+    assert code == 0, "\n".join(lines)
+    assert line(lines, "native sidecars").startswith("- ")
 
 
 def test_a_forbidden_read_fails_that_check_and_not_the_run(cluster: FakeApiServer) -> None:

@@ -49,24 +49,54 @@ from webhook.tools.offline import NamespaceMode, namespace_mode
 T = TypeVar("T")
 
 MINIMUM_KUBERNETES = (1, 27)
+NATIVE_SIDECARS_KUBERNETES = (1, 29)
 INJECTOR_SUFFIX = "sidecar-injector.istio.io"
 KATA_HANDLER_PREFIX = "kata"
+
+
+def _server_version(version: dict[str, Any]) -> tuple[int, int] | None:
+    major = "".join(c for c in str(version.get("major", "")) if c.isdigit())
+    minor = "".join(c for c in str(version.get("minor", "")) if c.isdigit())
+    return (int(major), int(minor)) if major and minor else None
 
 
 def kubernetes_version(snapshot: Snapshot) -> list[Finding]:
     check = "Kubernetes version"
     if isinstance(snapshot.version, Unreadable):
         return [unreadable(check, snapshot.version)]
-    major = "".join(c for c in str(snapshot.version.get("major", "")) if c.isdigit())
-    minor = "".join(c for c in str(snapshot.version.get("minor", "")) if c.isdigit())
-    if not (major and minor):
+    found = _server_version(snapshot.version)
+    if found is None:
         return [failed(check, f"unknown version {snapshot.version!r}", "check the API server")]
-    found = (int(major), int(minor))
     wanted = ".".join(map(str, MINIMUM_KUBERNETES))
     if found < MINIMUM_KUBERNETES:
         return [failed(check, f"{found[0]}.{found[1]} is older than {wanted}",
                        f"upgrade the cluster to Kubernetes {wanted} or later")]
     return [passed(check, f"{found[0]}.{found[1]} ({wanted} or later is supported)")]
+
+
+def native_sidecars(snapshot: Snapshot) -> list[Finding]:
+    """``istio.nativeSidecars: true`` (the default) needs native sidecars: Kubernetes 1.29+.
+
+    On older servers Istio's injected init container with ``restartPolicy: Always`` loses the
+    field, never exits, and the pod never starts: doctor says so before the first agent pod does.
+    """
+    check = "native sidecars"
+    if not snapshot.policy.istio.native_sidecars:
+        return [not_applicable(check, "istio.nativeSidecars is false: pods with init "
+                               "containers need the Istio CNI (pod.init-before-capture)")]
+    if isinstance(snapshot.version, Unreadable):
+        return [unreadable(check, snapshot.version)]
+    found = _server_version(snapshot.version)
+    wanted = ".".join(map(str, NATIVE_SIDECARS_KUBERNETES))
+    if found is None or found < NATIVE_SIDECARS_KUBERNETES:
+        shown = "an unknown version" if found is None else f"{found[0]}.{found[1]}"
+        return [failed(check, f"istio.nativeSidecars is true, but Kubernetes {shown} has no "
+                       f"native sidecars (needs {wanted}): pods with init containers would "
+                       "never start",
+                       "set istio.nativeSidecars: false in the policy and install the Istio "
+                       f"CNI, or upgrade to Kubernetes {wanted}")]
+    return [passed(check, f"Kubernetes {found[0]}.{found[1]} runs Istio's proxy as a native "
+                   "sidecar, ahead of user init containers")]
 
 
 def istio_injector(snapshot: Snapshot) -> list[Finding]:
@@ -231,7 +261,7 @@ def rendered_layers(snapshot: Snapshot) -> list[Finding]:
 
 
 CHECKS: tuple[Callable[[Snapshot], list[Finding]], ...] = (
-    kubernetes_version, istio_injector, mesh_egress, runtime_class,
+    kubernetes_version, native_sidecars, istio_injector, mesh_egress, runtime_class,
     check_webhook_configurations, policy_loads, registry_loads, agent_namespaces, resolver,
     rendered_layers,
 )

@@ -375,3 +375,13 @@ def test_on_openshift_the_scc_assigned_uid_is_kept(cluster: Cluster) -> None:
     assert pod is not None
     assert "runAsUser" not in pod["spec"]["securityContext"], "the SCC's UID is not overridden"
     assert pod["spec"]["containers"][0]["securityContext"]["runAsUser"] > 0
+
+
+def test_the_installed_pod_entries_are_never_reinvoked(cluster: Cluster) -> None:
+    """As the API server stores them: reinvoked, the injected pod would be refused."""
+    stored = json.loads(kubectl("get", "mutatingwebhookconfiguration", "agent-sandbox-webhook",
+                                "-o", "json", check=True).stdout)
+    pods = [w for w in stored["webhooks"]
+            if any("pods" in rule["resources"] for rule in w["rules"])]
+    assert pods
+    assert {w["reinvocationPolicy"] for w in pods} == {"Never"}

@@ -8,6 +8,7 @@ instances, cert-manager's) are checked structurally. Skipped only if kubectl is 
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -18,8 +19,12 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from webhook.admission.seam import Stage, admit
 from webhook.config.policy import load_policy
 from webhook.core.labels import REGISTRY_LABEL
+from webhook.core.review import review_from_document
+from webhook.egress.registry import load_registry
+from webhook.policies.context import Context
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S_VERSION = "1.34.0"  # recent; pods/resize is served from 1.33
@@ -145,9 +150,48 @@ def test_every_webhook_fails_closed_without_side_effects(directory: str) -> None
         assert webhook["admissionReviewVersions"] == ["v1"], name
         assert webhook["clientConfig"]["service"]["name"] == "agent-sandbox-webhook"
         if kind == "MutatingWebhookConfiguration":
-            assert webhook["reinvocationPolicy"] == "IfNeeded", name
+            assert webhook["reinvocationPolicy"] in ("Never", "IfNeeded"), name
     names = [w["name"] for _, w in webhooks]
     assert len(names) == len(set(names)), "entry names are unique"
+
+
+def _resources(webhook: dict[str, Any]) -> set[str]:
+    return {resource for rule in webhook["rules"] for resource in rule["resources"]}
+
+
+def test_pod_entries_are_never_reinvoked_because_istio_always_changes_the_pod(
+    base: list[dict[str, Any]],
+) -> None:
+    """Reinvocation would send the injected pod through the before-injection checks.
+
+    The mutate stage refuses Istio's status annotation, volumes and containers (a user must not
+    pre-set them); Istio's injector always adds them, so an IfNeeded pod entry would refuse
+    every agent pod. The validating configuration checks the final pod instead.
+    """
+    pod_entries = [w for _, w in _webhooks([_one(base, "MutatingWebhookConfiguration")])
+                   if _resources(w) & {"pods", "pods/ephemeralcontainers"}]
+    assert {w["name"] for w in pod_entries} == {
+        "mutate.pods.agentsandbox.io", "mutate.pods-warn.agentsandbox.io"}
+    for webhook in pod_entries:
+        assert webhook["reinvocationPolicy"] == "Never", webhook["name"]
+    validating = [w for _, w in _webhooks([_one(base, "ValidatingWebhookConfiguration")])
+                  if "pods" in _resources(w)]
+    assert validating, "the final pod is checked by the validating configuration"
+
+
+def test_the_injected_pod_would_be_refused_by_the_mutate_stage(
+    base: list[dict[str, Any]],
+) -> None:
+    """Why the entries above say Never: the captured injected pod, sent to /mutate, is refused."""
+    document = json.loads(
+        (ROOT / "tests/fixtures/reviews/final-pod-after-injection.json").read_text("utf-8"))
+    context = Context(policy=load_policy(None),
+                      registry=load_registry(ROOT / "examples/registry.yaml"))
+    outcome = admit(review_from_document(document), stage=Stage.MUTATE, context=context)
+    assert not outcome.allowed
+    message = outcome.review["response"]["status"]["message"]
+    assert "[pod.istio-proxy-override]" in message
+    assert "[pod.istio-volumes]" in message
 
 
 def test_mutating_configuration_runs_before_istio_injection(base: list[dict[str, Any]]) -> None:

@@ -53,6 +53,8 @@ class FakeApi:
         self.lock = threading.Lock()
         self.version = 0
         self.fail_next: dict[tuple[str, str], int] = {}  # (method, name) -> status
+        # Events the next watch of a kind streams: ((group/version, plural), type, object).
+        self.watch_events: list[tuple[tuple[str, str], str, dict[str, Any]]] = []
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -64,7 +66,9 @@ class FakeApi:
                 body = json.loads(self.rfile.read(length)) if length else None
                 status, reply = api.handle(self.command, self.path,
                                            self.headers.get("Content-Type", ""), body)
-                data = json.dumps(reply).encode()
+                stream = reply.get("__stream__") if isinstance(reply, dict) else None
+                data = (b"".join(json.dumps(e).encode() + b"\n" for e in stream)
+                        if stream is not None else json.dumps(reply).encode())
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -130,6 +134,12 @@ class FakeApi:
     def _dispatch(self, method: str, gv: str, plural: str, namespace: str, name: str | None,
                   query: dict[str, list[str]], content_type: str,
                   body: Any) -> tuple[int, dict[str, Any]]:
+        if name is None and method == "GET" and query.get("watch") == ["true"]:
+            # A watch: the queued events for this kind, then the stream ends (as on timeout).
+            events = [e for e in self.watch_events if e[0] == (gv, plural)]
+            self.watch_events = [e for e in self.watch_events if e[0] != (gv, plural)]
+            return 200, {"__stream__": [{"type": kind, "object": obj}
+                                        for _, kind, obj in events]}
         if name is None and method == "GET":
             selector = (query.get("labelSelector") or [None])[0]
             items = [copy.deepcopy(o) for k, o in sorted(self.objects.items())

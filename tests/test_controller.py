@@ -241,3 +241,29 @@ def test_a_cluster_without_istio_or_admin_network_policy_apis_reports_errors_not
     assert any("AdminNetworkPolicy" in problem for problem in result.problems)
     assert harness.api.stored("networking.istio.io/v1", "sidecars", "agents",
                               "agent-sandbox-default")
+
+
+def test_a_skill_in_an_enforced_namespace_gets_its_sidecar_and_loses_it_when_deleted(
+        api: FakeApi) -> None:
+    api.served |= {"agentsandbox.io/v1alpha1/skills"}
+    skill = {"apiVersion": "agentsandbox.io/v1alpha1", "kind": "Skill",
+             "metadata": {"name": "fx-rates", "namespace": "agents"},
+             "spec": {"egressRequirements": [{"host": "api.frankfurter.app", "port": 443,
+                                              "protocol": "HTTPS"}]}}
+    api.put("agentsandbox.io/v1alpha1", "skills", skill)
+    harness = Harness(api)
+    try:
+        assert harness.reconciler.reconcile().ok
+        sidecar = api.stored("networking.istio.io/v1", "sidecars", "agents",
+                             "agent-sandbox-skill-fx-rates")
+        assert sidecar is not None
+        assert sidecar["spec"]["workloadSelector"] == {
+            "labels": {"agentsandbox.io/skill": "fx-rates"}}
+        assert sidecar["spec"]["egress"][0]["hosts"] == ["./api.frankfurter.app",
+                                                         "istio-system/*"]
+        del api.objects[("agentsandbox.io/v1alpha1", "skills", "agents", "fx-rates")]
+        assert harness.reconciler.reconcile().ok
+        assert api.stored("networking.istio.io/v1", "sidecars", "agents",
+                          "agent-sandbox-skill-fx-rates") is None
+    finally:
+        harness.client.close()

@@ -15,9 +15,13 @@ from tests.podkit import review
 from webhook.admission.seam import Outcome, Stage, admit
 from webhook.config.policy import Policy
 from webhook.core.review import review_from_document
-from webhook.policies.context import Context
+from webhook.policies.context import Context, SkillCatalog
 
-CONTEXT = Context(policy=Policy())
+# The captured label update names Skill currency-rates (no egress); the Skill cache has it.
+CURRENCY_RATES = {"apiVersion": "agentsandbox.io/v1alpha1", "kind": "Skill",
+                  "metadata": {"name": "currency-rates", "namespace": "agents"},
+                  "spec": {"egressRequirements": []}}
+CONTEXT = Context(policy=Policy(), skills=SkillCatalog([CURRENCY_RATES]))
 
 
 def run(document: dict[str, Any], stage: Stage) -> Outcome:

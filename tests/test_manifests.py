@@ -544,6 +544,7 @@ def test_the_controllers_rights_cover_only_what_it_manages(base: list[dict[str, 
         ("networking.k8s.io", "networkpolicies"): writes,
         ("policy.networking.k8s.io", "adminnetworkpolicies"): writes,
         ("", "events"): {"create"},
+        ("agentsandbox.io", "skills"): {"get", "list", "watch"},
     }
     role = _one(base, "Role", "agent-sandbox-controller")
     assert role["metadata"]["namespace"] == "agent-sandbox-system"
@@ -571,3 +572,13 @@ def test_the_worker_count_matches_the_cpu_limit_in_every_install(directory: str)
     assert int(workers[0]) == int(limits["cpu"])
     memory_mib = int(limits["memory"].removesuffix("Mi"))
     assert memory_mib >= 50 + 100 * int(workers[0])
+
+
+def test_the_webhook_keeps_a_skill_cache_with_read_only_rights(
+        base: list[dict[str, Any]]) -> None:
+    container = _one(base, "Deployment", "agent-sandbox-webhook")["spec"]["template"]["spec"][
+        "containers"][0]
+    assert "--watch-skills" in container["args"]
+    (rule,) = _one(base, "ClusterRole", "agent-sandbox-webhook-skills")["rules"]
+    assert (rule["apiGroups"], rule["resources"], set(rule["verbs"])) == (
+        ["agentsandbox.io"], ["skills"], {"get", "list", "watch"})

@@ -20,7 +20,7 @@ from tests.test_golden_pods import patched, run
 from webhook.admission.seam import Outcome, Stage, admit
 from webhook.config.policy import Policy
 from webhook.core.review import review_from_document
-from webhook.policies.context import Context
+from webhook.policies.context import Context, SkillCatalog
 
 Edit = Callable[[dict[str, Any]], Any]
 
@@ -40,9 +40,15 @@ def update_review(old: dict[str, Any], edit: Edit) -> dict[str, Any]:
     return document
 
 
+# The captured label update names Skill currency-rates (no egress); the Skill cache has it.
+SKILLS = SkillCatalog([{"apiVersion": "agentsandbox.io/v1alpha1", "kind": "Skill",
+                        "metadata": {"name": "currency-rates", "namespace": "agents"},
+                        "spec": {"egressRequirements": []}}])
+
+
 def validate(document: dict[str, Any], policy: Policy | None = None) -> Outcome:
     return admit(review_from_document(document), stage=Stage.VALIDATE,
-                 context=Context(policy=policy or Policy()))
+                 context=Context(policy=policy or Policy(), skills=SKILLS))
 
 
 def refused_rules(outcome: Outcome) -> set[str]:

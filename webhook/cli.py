@@ -18,7 +18,7 @@ from pathlib import Path
 from webhook import __version__
 from webhook.certs.manager import cert_manager_settings, register_cert_manager_arguments
 from webhook.certs.pki import register_certs_command
-from webhook.config.flags import add_env_argument
+from webhook.config.flags import add_env_argument, env_name
 from webhook.controller.command import register_controller_command
 from webhook.core.errors import ConfigError
 from webhook.server.logs import configure_logging
@@ -92,6 +92,13 @@ def _register_serve(subparsers: argparse._SubParsersAction) -> None:  # type: ig
                      help="serving processes sharing the port, one core each; more than one "
                      "runs a supervisor that starts them, restarts one that dies and stops "
                      "them all on SIGTERM (give the pod as many CPUs)")
+    serve.add_argument("--watch-skills", action="store_true",
+                       default=os.environ.get(env_name("--watch-skills"), "") in ("1", "true"),
+                       help="keep a background cache of the cluster's Skills, which pods "
+                       "naming a Skill (agentsandbox.io/skill) are checked against; needs "
+                       "list/watch on skills.agentsandbox.io; without it such pods fail "
+                       f"closed (env {env_name('--watch-skills')}; default off; true turns "
+                       "it on)")
     register_cert_manager_arguments(serve)
     serve.set_defaults(func=_run_serve)
 
@@ -110,7 +117,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         drain_timeout=args.drain_timeout, certificates=cert_manager_settings(args),
         audit_interval=args.audit_interval, max_connections=args.max_connections,
         handshake_timeout=args.handshake_timeout, header_timeout=args.header_timeout,
-        body_timeout=args.body_timeout, workers=args.workers)
+        body_timeout=args.body_timeout, workers=args.workers,
+        watch_skills=args.watch_skills)
     try:
         if settings.workers > 1:
             return asyncio.run(supervise(settings, log_level=args.log_level))

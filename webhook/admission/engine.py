@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from webhook.config.policy import Policy
 from webhook.egress.registry import Registry
-from webhook.policies.context import NO_REGISTRY, Context
+from webhook.policies.context import NO_REGISTRY, NO_SKILLS, Context, SkillCatalog
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,8 @@ class Engine:
         self._policy = policy
         self._registry = registry
         self._registry_problem = registry_problem
+        self._skills: SkillCatalog | None = None
+        self._skills_problem = NO_SKILLS
         self.contexts = self._build()
 
     @property
@@ -45,11 +47,20 @@ class Engine:
         self._registry = registry
         self.contexts = self._build()
 
+    def set_skills(self, skills: SkillCatalog | None, problem: str = NO_SKILLS) -> None:
+        """The Skill cache's current view (None: not synced, ``problem`` says why)."""
+        self._skills = skills
+        self._skills_problem = problem or NO_SKILLS
+        self.contexts = self._build()
+
     def _build(self) -> Contexts:
         problem = self._registry_problem
-        enforce = Context(policy=self._policy, registry=self._registry, registry_problem=problem)
+        skills, skills_problem = self._skills, self._skills_problem
+        enforce = Context(policy=self._policy, registry=self._registry, registry_problem=problem,
+                          skills=skills, skills_problem=skills_problem)
         return Contexts(
             enforce=enforce,
             warn=Context(policy=self._policy.downgraded(), registry=self._registry,
-                         registry_problem=problem, exported=enforce),
+                         registry_problem=problem, exported=enforce, skills=skills,
+                         skills_problem=skills_problem),
         )

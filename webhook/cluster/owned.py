@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 REQUEST_TIMEOUT_SECONDS = 10.0
 OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
+SKILLS = ("agentsandbox.io", "v1alpha1", "skills")  # read only: per-Skill Sidecars
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -126,6 +127,19 @@ class ClusterObjects:
 
     def watch_namespaces(self, *, label: str, timeout_seconds: int) -> Iterator[str]:
         return self.stream("namespace", self._core.list_namespace, label_selector=label,
+                           timeout_seconds=timeout_seconds)
+
+    def list_skills(self) -> list[dict[str, Any]]:
+        """Every Skill in the cluster (none when the Skill CRD is not installed)."""
+        try:
+            listed = _call("list Skills", self._custom.list_cluster_custom_object, *SKILLS)
+        except NotFoundError:
+            return []
+        return [item for item in _checked(listed).get("items") or []
+                if isinstance(item, dict)]
+
+    def watch_skills(self, *, timeout_seconds: int) -> Iterator[str]:
+        return self.stream("skill", self._custom.list_cluster_custom_object, *SKILLS,
                            timeout_seconds=timeout_seconds)
 
     def watch_configmap(self, *, namespace: str, name: str,

@@ -2,11 +2,11 @@
 
 Owns the order of a pass and its failure behaviour. Inputs: the registry ConfigMap (through the
 API, so an edit is seen at once), the policy file, the namespaces labelled
-``agentsandbox.io/enforce=true`` (``warn`` namespaces are in a rollout that changes nothing,
-so they get no layers). A registry or policy that is missing or does not load stops the pass
-before anything is changed: the layers in place stay as they are, and the problem is counted
-and recorded as an Event. Per object, an API error is counted and the pass goes on with the
-others. Every change is recorded as an Event on the object.
+``agentsandbox.io/enforce=true`` (``warn`` namespaces are in a rollout that changes nothing, so
+they get no layers), and the Skills (for their Sidecars). A registry or policy that is missing
+or does not load stops the pass before anything is changed: the layers in place stay as they
+are, and the problem is counted and recorded as an Event. Per object, an API error is counted
+and the pass goes on with the others. Every change is recorded as an Event on the object.
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ class Reconciler:
             return self._failed("policy", f"{exc}; nothing was changed", None)
         namespaces = self._cluster.namespaces_labelled(ENFORCE_LABEL, "true")
         desired = render_layers(registry, policy, namespaces,
-                                webhook_namespace=settings.namespace)
+                                webhook_namespace=settings.namespace,
+                                skills=self._cluster.list_skills())
         live = {ObjectKey.of(obj): self._cluster.get(ObjectKey.of(obj)) for obj in desired}
         steps = plan(desired, live, self._cluster.list_owned())
         self._metrics.objects.set(len(desired))

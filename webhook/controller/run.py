@@ -2,9 +2,9 @@
 one ``Reconciler``.
 
 Owns the process: connect, serve metrics, wait for the Lease, then (while leading) watch the
-labelled namespaces and the registry ConfigMap with the client's ``watch`` module, and run a
-reconcile pass after every change (changes arriving within ``DEBOUNCE_SECONDS`` share one
-pass) and at least every ``resync`` seconds, which is what finds and repairs drift. A watch
+labelled namespaces, the registry ConfigMap and the Skills with the client's ``watch`` module,
+and run a reconcile pass after every change (changes arriving within ``DEBOUNCE_SECONDS`` share
+one pass) and at least every ``resync`` seconds, which is what finds and repairs drift. A watch
 that ends or fails is restarted after a pause. Losing the Lease ends the process (exit 1), so
 the Deployment restarts it as a follower and two replicas never reconcile at once.
 
@@ -77,7 +77,8 @@ def run_controller(settings: ControllerSettings) -> int:
                                                        timeout_seconds=WATCH_TIMEOUT_SECONDS),
                       lambda: cluster.watch_configmap(namespace=settings.namespace,
                                                       name=settings.registry_configmap,
-                                                      timeout_seconds=WATCH_TIMEOUT_SECONDS)):
+                                                      timeout_seconds=WATCH_TIMEOUT_SECONDS),
+                      lambda: cluster.watch_skills(timeout_seconds=WATCH_TIMEOUT_SECONDS)):
             threading.Thread(target=_keep_watching, args=(watch, changed), daemon=True).start()
         reconcile_forever(reconciler, changed, resync=settings.resync_seconds)
 

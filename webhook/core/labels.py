@@ -22,6 +22,8 @@ SKILL_LABEL: Final = "agentsandbox.io/skill"
 # Names of the per-namespace objects `render` produces (other tools look for them by name).
 NETWORK_POLICY_NAME: Final = "agent-sandbox-egress"
 DEFAULT_SIDECAR_NAME: Final = "agent-sandbox-default"
+SERVICE_ACCOUNT_SIDECAR_PREFIX: Final = "agent-sandbox-sa-"  # + the service account
+SKILL_SIDECAR_PREFIX: Final = "agent-sandbox-skill-"  # + the Skill's name
 SERVICE_ENTRY_PREFIX: Final = "agent-sandbox-"
 ADMIN_NETWORK_POLICY_NAME: Final = "agent-sandbox-egress-floor"
 DNS_ALLOWLIST_CONFIGMAP: Final = "agent-sandbox-dns-allowlist"

@@ -95,6 +95,10 @@ POD_RULES = (
          "images.allowedRegistries is set)"),
     Rule("pod.dns", "Pod", "dnsPolicy None with exactly the filtering resolver's dnsConfig"),
     Rule("pod.host-aliases", "Pod", "no hostAliases"),
+    Rule("pod.agent-identity", "Pod", "the agentsandbox.io/service-account label names the "
+         "pod's own service account (set when absent; per-agent Sidecars select on it)"),
+    Rule("pod.skill", "Pod", "a pod naming a Skill (agentsandbox.io/skill) names one that "
+         "exists in its namespace with approved egress"),
 )
 
 SERVICEENTRY_RULES = (

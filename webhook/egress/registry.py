@@ -84,8 +84,8 @@ class Registry(StrictModel):
         # A cached_property lands in the instance dict: a plain attribute read afterwards,
         # unlike pydantic private attributes, which cost microseconds per access.
         return RegistryIndex(
-            [(e.host, e.pairs(), e.namespaces, frozenset(e.addresses), e.allow_mesh_wide_export,
-              e.subdomains == "inherit") for e in self.entries],
+            [(e.host, e.pairs(), e.effective_namespaces(), frozenset(e.addresses),
+              e.allow_mesh_wide_export, e.subdomains == "inherit") for e in self.entries],
             [(d.host, d) for d in self.deny])
 
     @cached_property
@@ -117,6 +117,12 @@ class Registry(StrictModel):
                                                           frozenset[IPAddress]]]:
         """(key, approved pairs, pinned addresses) for every key ``namespace`` may use."""
         return self.index.granted_keys(namespace)
+
+    def entries_for(self, key: Host, namespace: str) -> list[Entry]:
+        """The entries with exactly ``key`` as host that approve ``namespace``."""
+        return [e for e in self.entries if e.host == key
+                and (e.effective_namespaces() is None
+                     or namespace in (e.effective_namespaces() or ()))]
 
     def mesh_wide_export(self, *, host: str, namespace: str) -> bool:
         return self.index.grant(host, namespace).mesh_wide_export

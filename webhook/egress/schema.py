@@ -64,6 +64,11 @@ class Entry(StrictModel):
     protocol: Protocol | None = None
     protocols: tuple[Protocol, ...] | None = Field(None, min_length=1)
     namespaces: tuple[str, ...] | None = Field(None, min_length=1)
+    # "namespace/name": the host is approved only for pods running as these service accounts
+    # (the per-agent Sidecars say so; admission of ServiceEntries and Skills stays per
+    # namespace, since a ServiceEntry is visible to the whole namespace).
+    service_accounts: tuple[str, ...] | None = Field(None, alias="serviceAccounts",
+                                                     min_length=1)
     addresses: tuple[IPAddress, ...] = ()
     allow_mesh_wide_export: bool = Field(False, alias="allowMeshWideExport")
     # An exact entry governs the names under it too ("govern"): they are approved only by
@@ -103,6 +108,16 @@ class Entry(StrictModel):
                                  "approve every namespace")
         return value
 
+    @field_validator("service_accounts")
+    @classmethod
+    def _qualified(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for item in value or ():
+            namespace, slash, name = item.partition("/")
+            if not slash or not _is_dns_label(namespace) or not _is_dns_subdomain(name):
+                raise ValueError(f"{item!r} is not namespace/name of a service account "
+                                 "(e.g. agents/currency-agent)")
+        return value
+
     @field_validator("addresses", mode="before")
     @classmethod
     def _exact_ips(cls, value: Any) -> Any:
@@ -134,7 +149,27 @@ class Entry(StrictModel):
         if self.host.wildcard and self.subdomains != "govern":
             raise ValueError("subdomains applies to exact hosts only; a *.suffix entry "
                              "already covers every name under it")
+        outside = sorted(sa for sa in self.service_accounts or ()
+                         if self.namespaces is not None
+                         and sa.partition("/")[0] not in self.namespaces)
+        if outside:
+            raise ValueError(f"serviceAccounts {', '.join(outside)} are outside the entry's "
+                             "namespaces; add their namespaces or omit namespaces")
         return self
+
+    def effective_namespaces(self) -> tuple[str, ...] | None:
+        """The namespaces the entry approves: its own, else its service accounts' (else all)."""
+        if self.namespaces is not None or not self.service_accounts:
+            return self.namespaces
+        return tuple(sorted({sa.partition("/")[0] for sa in self.service_accounts}))
+
+    def service_accounts_in(self, namespace: str) -> frozenset[str] | None:
+        """The service-account names the entry is limited to in ``namespace`` (None: all)."""
+        if not self.service_accounts:
+            return None
+        return frozenset(name for ns, _, name in (sa.partition("/")
+                                                  for sa in self.service_accounts)
+                         if ns == namespace)
 
     def pairs(self) -> frozenset[PortProtocol]:
         """Every (port, protocol) this entry approves."""
@@ -154,6 +189,10 @@ class DenyEntry(StrictModel):
     @classmethod
     def _host(cls, value: Any) -> Host:
         return value if isinstance(value, Host) else parse_host(value, allow_wildcard=True)
+
+
+def _is_dns_subdomain(name: str) -> bool:
+    return 0 < len(name) <= 253 and all(_is_dns_label(part) for part in name.split("."))
 
 
 def _is_dns_label(name: str) -> bool:

@@ -12,8 +12,9 @@ ServiceEntries and VirtualServices by ``exportTo``, Services by Istio's
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from webhook.config.policy import Policy
@@ -35,11 +36,37 @@ SERVICE_EXPORT_ANNOTATION = "networking.istio.io/exportTo"
 ENDPOINT_KINDS = frozenset({("", "Endpoints"), ("discovery.k8s.io", "EndpointSlice")})
 
 
+NO_SKILLS = "the Skill cache is not running (serve --watch-skills starts it)"
+
+
+class SkillCatalog:
+    """The Skills the webhook knows of, by (namespace, name): filled in the background."""
+
+    __slots__ = ("_skills",)
+
+    def __init__(self, skills: Iterable[dict[str, Any]] = ()) -> None:
+        by_key: dict[tuple[str, str], dict[str, Any]] = {}
+        for skill in skills:
+            meta = skill.get("metadata") if isinstance(skill, dict) else None
+            if isinstance(meta, dict) and isinstance(meta.get("name"), str):
+                by_key[(str(meta.get("namespace") or ""), meta["name"])] = skill
+        self._skills = MappingProxyType(by_key)
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._skills.get((namespace, name))
+
+    def __len__(self) -> int:
+        return len(self._skills)
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     policy: Policy
     registry: Registry | None = None
     registry_problem: str = NO_REGISTRY
+    # None until the background cache has synced: pods naming a Skill then fail closed.
+    skills: SkillCatalog | None = None
+    skills_problem: str = NO_SKILLS
     exported: Context | None = None
 
 

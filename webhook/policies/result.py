@@ -48,6 +48,14 @@ class Verdict:
     warnings: tuple[str, ...] = ()
 
 
+def merged(first: Verdict, second: Verdict) -> Verdict:
+    """Both verdicts' violations, mutations and warnings, in that order."""
+    if not (second.violations or second.mutations or second.warnings):
+        return first
+    return Verdict(first.violations + second.violations, first.mutations + second.mutations,
+                   first.warnings + second.warnings)
+
+
 # Fast constructors for the frozen records the builder makes on the hot path. A frozen
 # dataclass's generated __init__ sets every field through object.__setattr__ (~1 µs for four
 # fields); a patched pod makes seven Mutations per review. Setting the slots through their

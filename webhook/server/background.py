@@ -14,8 +14,12 @@ from typing import Any
 
 from aiohttp import web
 
+from webhook.admission.engine import Engine
 from webhook.certs.manager import SecretCertificateManager
+from webhook.cluster.connect import connect
+from webhook.cluster.skillwatch import SkillWatcher
 from webhook.config.watch import WatchedFile
+from webhook.policies.context import SkillCatalog
 
 
 def reload_ctx(*files: WatchedFile[Any],
@@ -56,3 +60,27 @@ def secret_manager_ctx(
             await task
 
     return manage_certificates
+
+
+def skill_cache_ctx(engine: Engine) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A ``cleanup_ctx`` entry keeping ``engine``'s Skill catalog from a background watch.
+
+    The watcher runs in a thread (the kubernetes client blocks); each view it publishes is
+    handed to the event loop, which swaps the engine's contexts whole.
+    """
+
+    async def keep_skills(app: web.Application) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+
+        def publish(skills: list[dict[str, Any]] | None, problem: str) -> None:
+            catalog = None if skills is None else SkillCatalog(skills)
+            loop.call_soon_threadsafe(engine.set_skills, catalog, problem)
+
+        watcher = SkillWatcher(connect(), publish)
+        watcher.start()
+        try:
+            yield
+        finally:
+            watcher.stop()
+
+    return keep_skills

@@ -38,7 +38,7 @@ from webhook.core.errors import ConfigError
 from webhook.egress.registry import Registry, load_registry
 from webhook.policies.context import NO_REGISTRY
 from webhook.server.app import Health, create_app
-from webhook.server.background import reload_ctx, secret_manager_ctx
+from webhook.server.background import reload_ctx, secret_manager_ctx, skill_cache_ctx
 from webhook.server.connections import ConnectionGuard, GuardedSite
 from webhook.server.metrics import Metrics
 from webhook.server.tls import ServingTLS, tls_reload_ctx
@@ -65,6 +65,7 @@ class ServeSettings:
     audit_interval: float = 0.0  # seconds between periodic audits; 0 turns them off
     workers: int = 1  # serving processes; more than one: webhook.server.workers supervises
     reuse_port: bool = False  # set for each of several workers sharing the port
+    watch_skills: bool = False  # keep a cache of Skills (pods naming a Skill need it)
     certificates: CertManagerSettings = field(
         default_factory=lambda: CertManagerSettings(mode=None))
 
@@ -222,6 +223,8 @@ async def _serve(settings: ServeSettings, *, engine: Engine, watched: list[Watch
     app.cleanup_ctx.append(tls_reload_ctx(tls, interval=settings.reload_interval))
     if keeper is not None:
         app.cleanup_ctx.append(secret_manager_ctx(keeper))
+    if settings.watch_skills:
+        app.cleanup_ctx.append(skill_cache_ctx(engine))
     if settings.audit_interval > 0:
         app.cleanup_ctx.append(periodic_audit_ctx(
             contexts=lambda: engine.contexts, interval=settings.audit_interval,

@@ -31,6 +31,7 @@ from webhook.cluster.listing import KubernetesSource, ObjectSource, SourceError
 from webhook.config.policy import load_policy
 from webhook.core.errors import ConfigError
 from webhook.egress.registry import load_registry
+from webhook.policies.context import SkillCatalog
 from webhook.tools.offline import (
     ContextPair,
     Contexts,
@@ -85,8 +86,11 @@ def audit_cluster(source: ObjectSource, *, contexts: ContextPair) -> list[Object
                        or (plural in ROOT_NAMESPACE_PLURALS and _namespace(o) == root))
     for group, plural, versions in EVERY_NAMESPACE_CUSTOM:
         objects.extend(_list_served(source, group, plural, versions))
+    # Pods naming a Skill are judged against the Skills just listed.
+    skills = SkillCatalog(o for o in objects if o.get("kind") == "Skill")
+    judged = Contexts.with_skills(contexts, skills)
     results = [decide_object(obj, source="cluster", default_namespace="",
-                             selection=selection, contexts=contexts, final=True)
+                             selection=selection, contexts=judged, final=True)
                for obj in objects]
     return [r for r in results if r.decision is not Decision.SKIPPED]
 

@@ -28,6 +28,7 @@ import yaml
 from webhook.config.policy import load_policy
 from webhook.core.errors import ConfigError, WebhookError
 from webhook.egress.registry import load_registry
+from webhook.policies.context import SkillCatalog
 from webhook.tools.lookalike import lookalike_labels
 from webhook.tools.offline import Contexts, ObjectResult, Selection, decide_object
 from webhook.tools.report import (
@@ -103,8 +104,14 @@ def run_check(args: argparse.Namespace, *, stdin: TextIO | None = None,
     except (InputError, ConfigError) as exc:
         err.write(f"error: {exc}\n")
         return EXIT_UNUSABLE_INPUT
+    # Pods naming a Skill are judged against the Skills in the input, as the server judges
+    # them against its cache of the cluster's Skills.
+    skills = SkillCatalog(m.object for m in manifests
+                          if m.object.get("kind") == "Skill"
+                          and str(m.object.get("apiVersion", "")).startswith("agentsandbox.io/"))
     contexts = Contexts.build(policy=policy, registry=registry,
-                              registry_problem="the egress registry could not be loaded")
+                              registry_problem="the egress registry could not be loaded",
+                              skills=skills)
     selection = Selection.from_namespaces(
         (m.object for m in manifests if _is_namespace(m.object)),
         enforce=args.agent_namespace, warn=args.warn_namespace)

@@ -30,9 +30,10 @@ from webhook.core.errors import BadReview
 from webhook.core.labels import ENFORCE_LABEL
 from webhook.core.review import Request, review_from_document
 from webhook.core.rules import Mode
-from webhook.policies.context import Context
+from webhook.policies.context import Context, SkillCatalog
 
 SIDECAR_RULE = "pod.istio-sidecar"
+NO_SKILLS_OFFLINE = "no Skill objects were given to check alongside the pod"
 CHECK_USER = "agent-sandbox-webhook-check"
 # Kinds without a namespace that manifests commonly carry next to agent objects: they are
 # never checked, and naming them "default/x" in the report would be wrong.
@@ -138,11 +139,20 @@ class Contexts:
     warn: Context
 
     @classmethod
-    def build(cls, *, policy: Policy, registry: Any, registry_problem: str) -> Contexts:
-        enforce = Context(policy=policy, registry=registry, registry_problem=registry_problem)
+    def build(cls, *, policy: Policy, registry: Any, registry_problem: str,
+              skills: SkillCatalog | None = None) -> Contexts:
+        enforce = Context(policy=policy, registry=registry, registry_problem=registry_problem,
+                          skills=skills, skills_problem=NO_SKILLS_OFFLINE)
         return cls(enforce=enforce,
                    warn=Context(policy=policy.downgraded(), registry=registry,
-                                registry_problem=registry_problem, exported=enforce))
+                                registry_problem=registry_problem, exported=enforce,
+                                skills=skills, skills_problem=NO_SKILLS_OFFLINE))
+
+    @classmethod
+    def with_skills(cls, pair: ContextPair, skills: SkillCatalog) -> Contexts:
+        """``pair`` judging pods that name a Skill against ``skills`` (Skills seen offline)."""
+        return cls(enforce=replace(pair.enforce, skills=skills),
+                   warn=replace(pair.warn, skills=skills))
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,8 +301,7 @@ def _without_sidecar_rule(context: Context) -> Context:
     # Rebuilt through validation rather than model_copy, so no cached digest carries over.
     data = context.policy.model_dump(mode="json", by_alias=True)
     data["rules"] = {**data.get("rules", {}), SIDECAR_RULE: Mode.OFF.value}
-    return Context(policy=Policy.model_validate(data), registry=context.registry,
-                   registry_problem=context.registry_problem)
+    return replace(context, policy=Policy.model_validate(data))
 
 
 def _request(obj: dict[str, Any], *, group: str, version: str, kind: str, name: str,

@@ -49,6 +49,8 @@ def register_render_command(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--policy", help="policy YAML file (default: the embedded policy)")
     parser.add_argument("--namespace", "-n", dest="namespaces", action="append",
                         required=True, metavar="NS", help="an agent namespace (repeatable)")
+    parser.add_argument("--skills", metavar="FILE", help="Skill objects (YAML stream or List) "
+                        "to render per-Skill Sidecars for")
     parser.add_argument("--webhook-namespace", default=DEFAULT_WEBHOOK_NAMESPACE,
                         help="where the resolver allowlist ConfigMap goes "
                         f"(default {DEFAULT_WEBHOOK_NAMESPACE})")
@@ -61,13 +63,29 @@ def run_render(args: argparse.Namespace) -> int:
     try:
         registry = load_registry(Path(args.registry))
         policy = load_policy(Path(args.policy) if args.policy else None)
+        skills = read_skills(Path(args.skills)) if args.skills else []
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE_INPUT
     objects = render_layers(registry, policy, args.namespaces,
-                            webhook_namespace=args.webhook_namespace)
+                            webhook_namespace=args.webhook_namespace, skills=skills)
     write_objects(objects, args.output, sys.stdout)
     return 0
+
+
+def read_skills(path: Path) -> list[dict[str, Any]]:
+    """The Skill objects in a YAML (or JSON) stream, ``List`` items included."""
+    try:
+        documents = list(yaml.safe_load_all(path.read_text("utf-8")))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read Skills: {exc}") from exc
+    found: list[dict[str, Any]] = []
+    for document in documents:
+        items = document.get("items") if isinstance(document, dict) and \
+            document.get("kind") == "List" else [document]
+        found.extend(item for item in items or () if isinstance(item, dict)
+                     and item.get("kind") == "Skill")
+    return found
 
 
 def write_objects(objects: list[dict[str, Any]], output: str, out: TextIO) -> None:

@@ -37,8 +37,15 @@ def service_entry_name(host: str, *, disambiguate: bool = False) -> str:
     Dots become dashes, so two hosts can meet on one name (``a-b.c``, ``a.b-c``): those, and
     names over the 253-character limit, end in a digest of the host instead.
     """
-    name = SERVICE_ENTRY_PREFIX + host.replace(".", "-")
-    if not disambiguate and len(name) <= MAX_NAME_LENGTH:
-        return name
-    digest = hashlib.sha256(host.encode()).hexdigest()[:12]
-    return f"{name[:MAX_NAME_LENGTH - len(digest) - 1].rstrip('-')}-{digest}"
+    return prefixed_name(SERVICE_ENTRY_PREFIX, host.replace(".", "-"), source=host,
+                         disambiguate=disambiguate)
+
+
+def prefixed_name(prefix: str, name: str, *, source: str | None = None,
+                  disambiguate: bool = False) -> str:
+    """``prefix + name``, ending in a digest of ``source`` when too long or ambiguous."""
+    full = prefix + name
+    if not disambiguate and len(full) <= MAX_NAME_LENGTH:
+        return full
+    digest = hashlib.sha256((source or name).encode()).hexdigest()[:12]
+    return f"{full[:MAX_NAME_LENGTH - len(digest) - 1].rstrip('-')}-{digest}"

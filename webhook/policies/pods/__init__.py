@@ -30,7 +30,8 @@ from webhook.policies.pods.mutate import mutate_ephemeral, mutate_pod_object
 from webhook.policies.pods.template import check_pod_template
 from webhook.policies.pods.update import check_pod_update
 from webhook.policies.pods.validate import check_new_ephemeral, check_resize, validate_pod_object
-from webhook.policies.result import Verdict
+from webhook.policies.result import Verdict, merged
+from webhook.policies.skill_pods import check_skill_label
 
 __all__ = [
     "check_pod_template",
@@ -60,11 +61,13 @@ def validate_pod(request: Request, context: Context) -> Verdict:
     if pod is None:
         return Verdict()
     if request.operation == "CREATE" and not request.sub_resource:
-        return validate_pod_object(pod, policy=context.policy, final=True,
-                                   namespace=request.object_namespace)
+        return merged(validate_pod_object(pod, policy=context.policy, final=True,
+                                          namespace=request.object_namespace),
+                      check_skill_label(request, context))
     if request.operation == "UPDATE" and not request.sub_resource:
-        return check_pod_update(pod, request.old_object, policy=context.policy,
-                                namespace=request.object_namespace)
+        return merged(check_pod_update(pod, request.old_object, policy=context.policy,
+                                       namespace=request.object_namespace),
+                      check_skill_label(request, context))
     if request.operation == "UPDATE" and request.sub_resource == "ephemeralcontainers":
         return check_new_ephemeral(pod, request.old_object, policy=context.policy)
     if request.operation == "UPDATE" and request.sub_resource == "resize":

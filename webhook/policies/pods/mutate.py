@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from webhook.config.policy import Policy
-from webhook.policies.pods import dns, fills, identity, initorder, istio, memory
+from webhook.policies.pods import agentlabels, dns, fills, identity, initorder, istio, memory
 from webhook.policies.pods.compiled import CompiledPolicy, compile_policy
 from webhook.policies.pods.validate import (
     RUNTIME_RULE,
@@ -104,6 +104,20 @@ def plan_pod(pod: dict[str, Any], *, namespace: str, compiled: CompiledPolicy, p
                             "value": value})
                 notes.append(f"add {section[:-1]} {key}={value}")
         planned.append(Planned("pod.istio-inject", "labels", tuple(ops), "; ".join(notes)))
+
+    identity_labels = agentlabels.wanted_labels(spec, labels)
+    if (identity_labels and agentlabels.RULE not in refused
+            and agentlabels.RULE in compiled.checked):
+        ops = []
+        maps.ensure(pointer, "labels", ops, applied=agentlabels.RULE in compiled.patching)
+        for key, value in identity_labels:
+            ops.append({"op": "add", "path": f"{pointer}/metadata/labels/{escape(key)}",
+                        "value": value})
+        # Bookkeeping like the enforced annotation: a pod's patch warns of it, a template's
+        # "will add at pod creation" and warn mode's "would add" do not (every pod gets it).
+        planned.append(Planned(agentlabels.RULE, "labels", tuple(ops), "; ".join(
+            f"add label {key}={value or '(empty: no Skill)'}" for key, value in identity_labels),
+            marker=True))
 
     if RUNTIME_RULE in compiled.checked and spec.get("runtimeClassName") is None:
         planned.append(Planned(RUNTIME_RULE, "runtimeClassName", ({

@@ -14,6 +14,7 @@ from typing import Any
 
 from webhook.config.policy import Policy
 from webhook.policies.pods import (
+    agentlabels,
     dns,
     identity,
     initorder,
@@ -116,6 +117,8 @@ def check_parts(parts: PodMaps, *, compiled: CompiledPolicy, builder: VerdictBui
     ids = proxy_ids(refs, pod_security, compiled=compiled, final=final)
     isolation.check_pod_level(metadata, spec, annotations, compiled=compiled, builder=builder,
                               path=path, proxy_uids=ids.uids, proxy_gids=ids.gids)
+    if agentlabels.RULE in compiled.checked:
+        agentlabels.check_labels(spec, labels, builder=builder, path=path)
     declared = volumes.check_volumes(spec, compiled=compiled, builder=builder, path=path,
                                      final=final)
     if not final:

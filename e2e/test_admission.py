@@ -385,3 +385,21 @@ def test_the_installed_pod_entries_are_never_reinvoked(cluster: Cluster) -> None
             if any("pods" in rule["resources"] for rule in w["rules"])]
     assert pods
     assert {w["reinvocationPolicy"] for w in pods} == {"Never"}
+
+
+def test_a_status_update_cannot_unseal_a_live_pod(cluster: Cluster) -> None:
+    """pods/status keeps the old spec, not the old annotations: judged like a plain UPDATE."""
+    name = "currency-agent-status"
+    created = apply(agent_pod(cluster.namespace, name=name))
+    assert created.returncode == 0, created.stderr
+    pod = ("-n", cluster.namespace)
+    try:
+        patch = json.dumps({"metadata": {"annotations": {
+            "traffic.sidecar.istio.io/excludeOutboundIPRanges": "0.0.0.0/0"}}})
+        narrowed = kubectl(*pod, "patch", "pod", name, "--subresource=status",
+                           "--type=merge", "-p", patch)
+        assert narrowed.returncode != 0, "a status update added a capture exclusion"
+        assert "[pod.istio-capture-annotations]" in narrowed.stderr, narrowed.stderr
+    finally:
+        kubectl(*pod, "delete", "pod", name, "--grace-period=0", "--force", "--wait=false",
+                "--ignore-not-found")

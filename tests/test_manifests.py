@@ -283,6 +283,7 @@ def test_pod_entries_select_enforced_namespaces_and_warn_twins_use_warn_paths(
         ("pods", ("CREATE", "UPDATE")),
         ("pods/ephemeralcontainers", ("UPDATE",)),
         ("pods/resize", ("UPDATE",)),
+        ("pods/status", ("UPDATE",)),
         ("pods/exec", ("CONNECT",)),
         ("pods/attach", ("CONNECT",)),
     }
@@ -331,8 +332,9 @@ def test_the_namespace_guard_sees_every_label_update_and_installs_on_kubernetes_
     by_name = {w["name"]: w for _, w in _webhooks(base)}
     guard = by_name["validate.namespaces.agentsandbox.io"]
     (rule,) = guard["rules"]
-    assert (rule["resources"], rule["operations"], rule["scope"]) == (
-        ["namespaces"], ["UPDATE"], "Cluster")
+    # status and finalize keep the old spec or status, not the old labels.
+    assert (set(rule["resources"]), rule["operations"], rule["scope"]) == (
+        {"namespaces", "namespaces/status", "namespaces/finalize"}, ["UPDATE"], "Cluster")
     # For a Namespace the selector is matched against the NEW object: a selector on the
     # enforce label would miss exactly the update that removes it.
     keys = {e["key"] for e in guard["namespaceSelector"]["matchExpressions"]}

@@ -87,3 +87,18 @@ def test_user_groups_are_read_from_the_captured_review_format() -> None:
     request = request_for(namespace(None), old=namespace("true"),
                           groups=("system:masters", "system:authenticated"))
     assert request.groups == ("system:masters", "system:authenticated")
+
+
+@pytest.mark.parametrize("sub_resource", ["status", "finalize"])
+@pytest.mark.parametrize(("old", "new", "allowed"), [
+    ("true", None, False), ("true", "warn", False), ("warn", "true", True), ("true", "true", True)])
+def test_a_status_or_finalize_update_is_judged_like_a_plain_update(
+        sub_resource: str, old: str, new: str | None, allowed: bool) -> None:
+    # Kubernetes' namespace status strategy resets only the spec, the finalize strategy only
+    # the status: both keep whatever labels the writer sent.
+    request = request_for(namespace(new, team="a"), old=namespace(old, team="a"),
+                          operation="UPDATE", username="dev", sub_resource=sub_resource)
+    outcome = admit(request, stage=Stage.VALIDATE, context=Context(policy=load_policy(None)))
+    assert outcome.allowed is allowed
+    if not allowed:
+        assert outcome.rules == (RULE,)

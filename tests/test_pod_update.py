@@ -202,3 +202,85 @@ def test_an_app_image_from_an_unapproved_registry_is_refused_on_update() -> None
     outcome = validate(update_review(old, lambda p: container(p, "agent").update(
         image="docker.io/attacker/relay:1")), registries)
     assert refused_rules(outcome) == {"pod.image-registry"}
+
+
+def status_review(old: dict[str, Any], edit: Edit, *, username: str = "lab-admin"
+                  ) -> dict[str, Any]:
+    """An UPDATE of ``pods/status``, as the API server sends it after the status strategy
+    (the spec is the old one; labels and annotations are whatever the writer sent)."""
+    document = update_review(old, edit)
+    request = document["request"]
+    request["subResource"] = request["requestSubResource"] = "status"
+    request["object"]["spec"] = copy.deepcopy(old["spec"])
+    request["userInfo"] = {"username": username, "groups": ["system:authenticated"]}
+    return document
+
+
+def _kubelet_running(pod: dict[str, Any]) -> None:
+    """What a kubelet's status update changes: the status, nothing else."""
+    ready = {"type": "Ready", "status": "True", "lastProbeTime": None,
+             "lastTransitionTime": "2026-11-22T10:00:05Z"}
+    pod["status"] = {
+        "phase": "Running", "qosClass": "Burstable", "hostIP": "10.0.0.7",
+        "hostIPs": [{"ip": "10.0.0.7"}], "podIP": "10.244.3.7", "podIPs": [{"ip": "10.244.3.7"}],
+        "startTime": "2026-11-22T10:00:00Z",
+        "conditions": [{"type": "PodReadyToStartContainers", "status": "True"},
+                       {"type": "Initialized", "status": "True"}, ready,
+                       {"type": "ContainersReady", "status": "True"},
+                       {"type": "PodScheduled", "status": "True"}],
+        "initContainerStatuses": [{"name": c["name"], "ready": True, "restartCount": 0,
+                                   "image": c["image"], "imageID": "sha256:1",
+                                   "state": {"terminated": {"exitCode": 0,
+                                                            "reason": "Completed"}}}
+                                  for c in pod["spec"].get("initContainers", [])],
+        "containerStatuses": [{"name": c["name"], "ready": True, "restartCount": 0,
+                               "started": True, "image": c["image"], "imageID": "sha256:2",
+                               "containerID": f"containerd://{c['name']}",
+                               "state": {"running": {"startedAt": "2026-11-22T10:00:03Z"}}}
+                              for c in pod["spec"]["containers"]],
+    }
+
+
+@pytest.mark.parametrize("mode", ["classic", "native", "cni"])
+def test_a_kubelet_status_update_of_an_injected_pod_is_admitted(mode: str) -> None:
+    document = status_review(final_pod(mode), _kubelet_running, username="system:node:node-7")
+    outcome = validate(document)
+    assert outcome.allowed, outcome.review["response"].get("status")
+    assert outcome.patch == ()
+    assert outcome.warnings == ()
+
+
+# name -> (edit, rule refused): what pods/status could otherwise add to a live pod.
+STATUS_ESCAPES: dict[str, tuple[Edit, str]] = {
+    "proxy.istio.io/config added": (lambda p: annotations(p).update(
+        {"proxy.istio.io/config": '{"proxyMetadata": {"ISTIO_META_DNS_CAPTURE": "false"}}'}),
+        "pod.istio-proxy-override"),
+    "an excluded outbound range added": (lambda p: annotations(p).update(
+        {"traffic.sidecar.istio.io/excludeOutboundIPRanges": "0.0.0.0/0"}),
+        "pod.istio-capture-annotations"),
+    "a Kata annotation added": (lambda p: annotations(p).update(
+        {"io.katacontainers.config.hypervisor.kernel_params": "x"}), "pod.kata-annotations"),
+    "the inject label switched off": (lambda p: p["metadata"]["labels"].update(
+        {"sidecar.istio.io/inject": "false"}), "pod.istio-inject"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STATUS_ESCAPES))
+def test_a_status_update_that_unseals_a_pod_is_refused_like_a_plain_update(name: str) -> None:
+    edit, rule = STATUS_ESCAPES[name]
+    outcome = validate(status_review(final_pod(), edit))
+    assert rule in refused_rules(outcome)
+
+
+@pytest.mark.parametrize("sub_resource", ["ephemeralcontainers", "resize"])
+def test_other_subresource_updates_are_judged_on_the_metadata_they_change(
+        sub_resource: str) -> None:
+    old = final_pod()
+    document = update_review(old, STATUS_ESCAPES["proxy.istio.io/config added"][0])
+    request = document["request"]
+    request["subResource"] = request["requestSubResource"] = sub_resource
+    assert "pod.istio-proxy-override" in refused_rules(validate(document))
+    document = update_review(old, lambda p: None)
+    request = document["request"]
+    request["subResource"] = request["requestSubResource"] = sub_resource
+    assert validate(document).allowed

@@ -6,7 +6,9 @@ to break glass. Owns ``validate_namespace``: on UPDATE of a namespace whose labe
 ``true`` or ``warn``, refuse a removal or change, except ``warn`` -> ``true`` (tightening) and
 requests from a group in the policy's ``enforceLabel.breakGlassGroups``, which are admitted
 with a warning that names the user. Adding the label is never refused. It reads the request's
-user groups only, never the API.
+user groups only, never the API. The ``status`` and ``finalize`` subresources are judged the
+same way: their strategies reset only the spec (status) or the status (finalize), so either
+can change the labels.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def _label(obj: dict[str, Any] | None) -> str | None:
 
 
 def validate_namespace(request: Request, context: Context) -> Verdict:
-    if request.operation != "UPDATE" or request.sub_resource:
+    if request.operation != "UPDATE":
         return Verdict()
     old, new = _label(request.old_object), _label(request.object)
     if old not in GUARDED_VALUES or new == old or (old, new) == ("warn", "true"):

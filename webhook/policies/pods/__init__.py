@@ -8,9 +8,10 @@ admission handlers and the pure cores other policies reuse for pod templates:
   runs and patches in the runtime class, memory floors, DNS, Istio labels and the run-time
   identity fields the pod leaves unset. UPDATE of ``pods/ephemeralcontainers``: the same
   identity hardening for the containers ``kubectl debug`` adds.
-- ``validate_pod``: CREATE (the final pod, after every mutating webhook), plain UPDATE (what
-  a live pod may still change: images, labels, annotations), UPDATE of
-  ``pods/ephemeralcontainers`` (the added containers) and of ``pods/resize`` (the floor).
+- ``validate_pod``: CREATE (the final pod, after every mutating webhook), plain UPDATE and
+  ``pods/status`` UPDATE (what a live pod may still change: images, labels, annotations),
+  UPDATE of ``pods/ephemeralcontainers`` (the added containers) and of ``pods/resize`` (the
+  floor); the labels and annotations any UPDATE changes, whatever its subresource.
 - ``mutate_pod_object`` / ``validate_pod_object`` / ``check_pod_template``: the same logic
   over a raw pod-shaped dict, for workload templates and offline checks.
 
@@ -28,7 +29,7 @@ from webhook.policies.context import Context
 from webhook.policies.pods.connect import validate_connect
 from webhook.policies.pods.mutate import mutate_ephemeral, mutate_pod_object
 from webhook.policies.pods.template import check_pod_template
-from webhook.policies.pods.update import check_pod_update
+from webhook.policies.pods.update import check_metadata_update, check_pod_update
 from webhook.policies.pods.validate import check_new_ephemeral, check_resize, validate_pod_object
 from webhook.policies.result import Verdict, merged
 from webhook.policies.skill_pods import check_skill_label
@@ -64,13 +65,18 @@ def validate_pod(request: Request, context: Context) -> Verdict:
         return merged(validate_pod_object(pod, policy=context.policy, final=True,
                                           namespace=request.object_namespace),
                       check_skill_label(request, context))
-    if request.operation == "UPDATE" and not request.sub_resource:
+    if request.operation != "UPDATE":
+        # CREATE of a subresource (binding, eviction) is not selected by the configuration.
+        return Verdict()
+    skill = check_skill_label(request, context)  # a label: any UPDATE can change it
+    if request.sub_resource in (None, "", "status"):
+        # pods/status keeps the old spec but not the old labels and annotations.
         return merged(check_pod_update(pod, request.old_object, policy=context.policy,
-                                       namespace=request.object_namespace),
-                      check_skill_label(request, context))
-    if request.operation == "UPDATE" and request.sub_resource == "ephemeralcontainers":
-        return check_new_ephemeral(pod, request.old_object, policy=context.policy)
-    if request.operation == "UPDATE" and request.sub_resource == "resize":
-        return check_resize(pod, policy=context.policy)
-    # Other subresources (status, binding, eviction) are not selected by the configuration.
-    return Verdict()
+                                       namespace=request.object_namespace), skill)
+    own = Verdict()
+    if request.sub_resource == "ephemeralcontainers":
+        own = check_new_ephemeral(pod, request.old_object, policy=context.policy)
+    elif request.sub_resource == "resize":
+        own = check_resize(pod, policy=context.policy)
+    metadata = check_metadata_update(pod, request.old_object, policy=context.policy)
+    return merged(merged(own, metadata), skill)

@@ -19,8 +19,15 @@ the downward API, when the proxy restarts. So an UPDATE is judged three ways:
   owner references, finalizers on deletion); a pod admitted under an older policy, or before
   the webhook was installed, must stay updatable and deletable. It cannot get worse.
 
-Owns ``check_pod_update``. It does not decide what the rules are (``validate``, ``istio``,
-``isolation``) and checks nothing of subresources (``validate``).
+Subresource UPDATEs are judged too: the API server's strategies for ``pods/status`` reset
+only the spec, ``deletionTimestamp`` and owner references, so a status update can still add
+labels and annotations (``proxy.istio.io/config``, capture exclusions). ``pods/status`` gets
+the whole ``check_pod_update`` (its spec is the old one, so only metadata can differ; an
+ordinary kubelet status update changes neither and passes); every other subresource UPDATE
+gets ``check_metadata_update`` next to its own checks (``validate``).
+
+Owns ``check_pod_update`` and ``check_metadata_update``. It does not decide what the rules are
+(``validate``, ``istio``, ``isolation``).
 """
 
 from __future__ import annotations
@@ -107,3 +114,13 @@ def _check_changed_metadata(parts: PodMaps, old_parts: PodMaps, *,
                                 final=False)
         isolation.check_kata_annotations(annotations, compiled=compiled, builder=builder,
                                          path="")
+
+
+def check_metadata_update(pod: dict[str, Any], old: dict[str, Any] | None, *,
+                          policy: Policy) -> Verdict:
+    """The labels and annotations an UPDATE (of any subresource) adds or changes."""
+    builder = VerdictBuilder()
+    if isinstance(old, dict):
+        _check_changed_metadata(pod_maps(pod, path=""), pod_maps(old, path=""),
+                                compiled=compile_policy(policy), builder=builder)
+    return builder.build()

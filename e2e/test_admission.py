@@ -403,3 +403,19 @@ def test_a_status_update_cannot_unseal_a_live_pod(cluster: Cluster) -> None:
     finally:
         kubectl(*pod, "delete", "pod", name, "--grace-period=0", "--force", "--wait=false",
                 "--ignore-not-found")
+
+
+def test_a_pod_is_stamped_with_its_service_account_and_a_spoofed_label_is_refused(
+    cluster: Cluster,
+) -> None:
+    code, pod, stderr = _dry_run(agent_pod(cluster.namespace, name="stamped-agent"))
+    assert code == 0, stderr
+    assert pod is not None
+    labels = pod["metadata"]["labels"]
+    assert labels["agentsandbox.io/service-account"] == pod["spec"]["serviceAccountName"]
+    assert labels["agentsandbox.io/skill"] == ""
+    spoofed = agent_pod(cluster.namespace, name="spoofed-agent")
+    spoofed["metadata"]["labels"] = {"agentsandbox.io/service-account": "someone-else"}
+    code, _, stderr = _dry_run(spoofed)
+    assert code != 0
+    assert "[pod.agent-identity]" in stderr

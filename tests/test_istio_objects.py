@@ -137,7 +137,14 @@ R0 = "spec.http[0].route[0].destination.host"
 
 DESTINATIONS: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
     ("a Service in the namespace (short name)", http_to("ratings"), []),
-    ("a Service by its .svc name", http_to("ratings.other.svc"), []),
+    ("a Service by its .svc name", http_to("ratings.agents.svc"), []),
+    ("a Service of the control-plane namespace (the egress gateway)",
+     http_to("istio-egressgateway.istio-system.svc"), []),
+    ("a Service of another namespace", http_to("ratings.other.svc"), [(DEST, R0)]),
+    ("a Service of another namespace by its full name",
+     http_to("evil.trial.svc.cluster.local"), [(DEST, R0)]),
+    ("every Service of another namespace", http_to("*.trial.svc"), [(DEST, R0)]),
+    ("every Service of every namespace", http_to("*.svc.cluster.local"), [(DEST, R0)]),
     ("a Service by its full name", http_to("ratings.agents.svc.cluster.local"), []),
     ("an approved external host", http_to("api.frankfurter.app"), []),
     ("an approved host in other spelling", http_to("API.Frankfurter.App."), []),

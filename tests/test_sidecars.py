@@ -35,8 +35,14 @@ def egress(*hosts: str) -> dict[str, Any]:
 CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("own namespace and istio-system", egress("./*", "istio-system/*"), []),
     ("import nothing", egress("~/*"), []),
-    ("exact host from any namespace", egress("*/api.frankfurter.app"), []),
-    ("everything from one named namespace", egress("shared/*"), []),
+    ("the own namespace by name", egress("agents/*", "agents/api.frankfurter.app"), []),
+    ("exact host from any namespace", egress("*/api.frankfurter.app"),
+     ["sidecar.namespace-import"]),
+    ("a Service of another namespace from any namespace",
+     egress("*/evil.attacker.svc.cluster.local"), ["sidecar.namespace-import"]),
+    ("everything from one named namespace", egress("shared/*"), ["sidecar.namespace-import"]),
+    ("one Service from another namespace", egress("attacker/evil.attacker.svc.cluster.local"),
+     ["sidecar.namespace-import"]),
     ("everything from everywhere", egress("*/*"), ["sidecar.wildcard-egress"]),
     ("a wildcard domain from everywhere", egress("*/*.example.com"),
      ["sidecar.wildcard-egress"]),
@@ -47,6 +53,8 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("egressProxy", {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY", "egressProxy": {
         "host": "proxy.example.com", "port": {"number": 3128}}}}, ["sidecar.allow-any"]),
     ("no outbound policy (inherits the mesh's)", {"egress": [{"hosts": ["./*"]}]}, []),
+    ("a bare exact host (any namespace)", egress("api.frankfurter.app"),
+     ["sidecar.namespace-import"]),
     ("both problems", {"egress": [{"hosts": ["./*"]}, {"hosts": ["*/*"]}],
                        "outboundTrafficPolicy": {"mode": "ALLOW_ANY"}},
      ["sidecar.allow-any", "sidecar.wildcard-egress"]),
@@ -60,9 +68,23 @@ def test_each_rule(spec: dict[str, Any], expected: list[str]) -> None:
 
 
 def test_the_path_names_the_offending_host() -> None:
-    verdict = validate_sidecar(review({"egress": [{"hosts": ["./*"]}, {"hosts": ["x/*", "*/*"]}]}),
+    verdict = validate_sidecar(review({"egress": [{"hosts": ["./*"]}, {"hosts": ["./x", "*/*"]}]}),
                                Context(policy=POLICY))
     assert verdict.violations[0].path == "spec.egress[1].hosts[1]"
+
+
+def test_the_mesh_namespaces_the_rendered_sidecar_imports_may_be_imported() -> None:
+    mesh = parse_policy("mesh: {controlPlaneNamespace: istio-system-3, "
+                        "inClusterNamespaces: [models, gateways]}", source="t")
+    assert rules(egress("./*", "istio-system-3/*", "models/*", "gateways/llm.gateways.svc"),
+                 mesh) == []
+    assert rules(egress("istio-system/*"), mesh) == ["sidecar.namespace-import"]
+    (violation,) = validate_sidecar(review(egress("attacker/*")), Context(policy=mesh)).violations
+    assert "[sidecar.namespace-import] spec.egress[0].hosts[0]: 'attacker/*'" in (
+        violation.render())
+    assert '"gateways/*", "istio-system-3/*", "models/*"' in violation.message
+    off = parse_policy("rules: {sidecar.namespace-import: 'off'}", source="t")
+    assert rules(egress("attacker/*"), off) == []
 
 
 def test_golden_sidecar_is_allowed() -> None:

@@ -141,6 +141,9 @@ SIDECAR_RULES = (
          "(they undo REGISTRY_ONLY)"),
     Rule("sidecar.wildcard-egress", "Sidecar", "no egress hosts that import wildcard hosts "
          "from every namespace (*/*, */*.example.com)"),
+    Rule("sidecar.namespace-import", "Sidecar", "egress hosts import only from the Sidecar's "
+         "own namespace, the mesh's control-plane namespace and the policy's "
+         "mesh.inClusterNamespaces (no otherns/*, */<host>)"),
 )
 
 ISTIO_OBJECT_RULES = (

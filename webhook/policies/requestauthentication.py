@@ -8,8 +8,10 @@ passes no egress control, and it inlines what it got into the config of every se
 where the agent can read it at the proxy's admin port: a channel from, and a beacon to, any
 host. So the URL istiod fetches must name a host the registry approves for the namespace, on
 its port (443 for https, 80 for http), as HTTPS/TLS or HTTP. Inline ``jwks`` needs no fetch,
-and a URL of an in-cluster Service (``keycloak.auth.svc``, as VirtualServices define
-cluster-local) stays in the cluster.
+and a URL of an in-cluster Service stays in the cluster, but only a Service of the object's
+own namespace, named with it (``keycloak.<namespace>.svc``): another namespace's Service can
+point anywhere (hand-made endpoints, a forward proxy), and a short name is resolved by istiod
+in its own namespace.
 
 What a discovery document at an approved issuer then names as its ``jwks_uri`` is up to that
 issuer's operator, whom the registry entry trusts.
@@ -26,7 +28,7 @@ from webhook.egress.registry import Approval, Registry
 from webhook.policies.context import Context
 from webhook.policies.egress import active, needs_no_check, refusal_text, require_registry
 from webhook.policies.result import Verdict, VerdictBuilder
-from webhook.policies.virtualservices import is_cluster_local
+from webhook.policies.virtualservices import is_cluster_local, service_namespace
 
 JWKS_URI = "requestauthentication.jwks-uri"
 _DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -47,7 +49,7 @@ def validate_requestauthentication(request: Request, context: Context) -> Verdic
             continue  # inline keys: istiod fetches nothing
         key = "jwksUri" if rule.get("jwksUri") else "issuer"
         path = f"spec.jwtRules[{i}].{key}"
-        problem, url = _parse(rule.get(key), context)
+        problem, url = _parse(rule.get(key), context, namespace)
         if problem is None and url is None:
             continue  # an in-cluster Service
         if problem is not None or url is None:
@@ -66,7 +68,8 @@ def validate_requestauthentication(request: Request, context: Context) -> Verdic
     return b.build()
 
 
-def _parse(raw: Any, context: Context) -> tuple[str | None, SplitResult | None]:
+def _parse(raw: Any, context: Context,
+           namespace: str) -> tuple[str | None, SplitResult | None]:
     if not isinstance(raw, str) or not raw:
         return "no jwks, jwksUri or issuer URL", None
     try:
@@ -81,7 +84,11 @@ def _parse(raw: Any, context: Context) -> tuple[str | None, SplitResult | None]:
         parse_host(url.hostname, cluster_domains=domains)
     except HostError as exc:
         if exc.reason is HostProblem.CLUSTER and is_cluster_local(url.hostname, domains):
-            return None, None  # a Service: istiod fetches inside the cluster
+            if service_namespace(url.hostname, domains) == namespace:
+                return None, None  # a Service of this namespace: inside the cluster
+            return (f"{url.hostname!r} is not a Service of namespace {namespace} (name it "
+                    f"<service>.{namespace}.svc; another namespace's Service can point "
+                    "anywhere, and istiod resolves a short name in its own namespace)"), None
         return str(exc), None
     return None, url
 

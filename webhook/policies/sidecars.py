@@ -4,9 +4,14 @@ Owns ``validate_sidecar``. Two things widen what a pod's proxy lets out: an outb
 policy of ALLOW_ANY (or an ``egressProxy``, which forwards unknown traffic somewhere), and
 egress hosts that import wildcard hosts from every namespace (``*/*``, ``*/*.example.com``),
 which pulls in ServiceEntries from namespaces this webhook never checked. ``./*``,
-``istio-system/*`` and the restrictive ``~/*`` (import nothing) are fine. Imports from one
-other named namespace are allowed: which namespaces are enforced is not visible to a pure
-policy, and that namespace's entries are what its operator exported.
+``istio-system/*`` and the restrictive ``~/*`` (import nothing) are fine.
+
+In an agent namespace, ``sidecar.namespace-import`` also refuses imports from any other
+namespace (``otherns/*``, ``otherns/host``, ``*/<exact host>``) except the mesh's control-plane
+namespace and the policy's ``mesh.inClusterNamespaces`` (the ones the rendered Sidecar
+imports): which namespaces are enforced is not visible to a pure policy, and an imported
+namespace's Services (a selector-less Service with hand-made endpoints, a forward proxy's
+ClusterIP) become routes for the agent's proxy.
 
 In Istio's root namespace a Sidecar without a workloadSelector is the mesh-wide default for
 every namespace without its own: the same two checks run there under one rule,
@@ -15,6 +20,7 @@ every namespace without its own: the same two checks run there under one rule,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from webhook.core.review import Request
@@ -24,6 +30,7 @@ from webhook.policies.result import Verdict, VerdictBuilder
 
 ALLOW_ANY = "sidecar.allow-any"
 WILDCARD_EGRESS = "sidecar.wildcard-egress"
+NAMESPACE_IMPORT = "sidecar.namespace-import"
 
 
 def validate_sidecar(request: Request, context: Context) -> Verdict:
@@ -37,6 +44,11 @@ def validate_sidecar(request: Request, context: Context) -> Verdict:
         outbound_policy(b, spec.get("outboundTrafficPolicy"), ALLOW_ANY)
     if active(context.policy, WILDCARD_EGRESS):
         egress_hosts(b, spec.get("egress"), WILDCARD_EGRESS)
+    if active(context.policy, NAMESPACE_IMPORT):
+        mesh = context.policy.mesh
+        foreign_imports(b, spec.get("egress"), {mesh.control_plane_namespace,
+                                                *mesh.in_cluster_namespaces},
+                        own=request.object_namespace)
     return b.build()
 
 
@@ -51,7 +63,8 @@ def outbound_policy(b: VerdictBuilder, policy: Any, rule: str) -> None:
                   "forwards traffic for unknown hosts; remove it")
 
 
-def egress_hosts(b: VerdictBuilder, egress: Any, rule: str) -> None:
+def _imports(egress: Any) -> Iterator[tuple[str, str, str, str]]:
+    """(path, host as written, namespace, name) of every egress host."""
     for i, listener in enumerate(egress if isinstance(egress, list) else ()):
         hosts = listener.get("hosts") if isinstance(listener, dict) else None
         for j, host in enumerate(hosts if isinstance(hosts, list) else ()):
@@ -60,8 +73,25 @@ def egress_hosts(b: VerdictBuilder, egress: Any, rule: str) -> None:
             namespace, slash, name = host.partition("/")
             if not slash:  # Istio requires namespace/host; a bare host reads as any namespace
                 namespace, name = "*", host
-            if namespace.strip() == "*" and "*" in name:
-                b.violate(rule, f"spec.egress[{i}].hosts[{j}]",
-                          f"{host!r} imports every matching host from every namespace, "
-                          "including ServiceEntries this webhook never checked; import "
-                          "\"./*\" and \"istio-system/*\", or name exact hosts")
+            yield f"spec.egress[{i}].hosts[{j}]", host, namespace.strip(), name
+
+
+def foreign_imports(b: VerdictBuilder, egress: Any, mesh: set[str], *, own: str) -> None:
+    """Imports from a namespace that is neither ``own`` (``.``, ``~``) nor one of ``mesh``."""
+    suggested = ", ".join(f'"{n}/*"' for n in sorted(mesh))
+    for path, host, namespace, name in _imports(egress):
+        if namespace in {".", "~", own, *mesh} or (namespace == "*" and "*" in name):
+            continue  # */<wildcard> is sidecar.wildcard-egress's
+        where = "every namespace" if namespace == "*" else f"namespace {namespace}"
+        b.violate(NAMESPACE_IMPORT, path, f"{host!r} imports hosts from {where}, whose "
+                  "Services (hand-made endpoints, a forward proxy's ClusterIP) would become "
+                  f"routes for the agent's proxy; import \"./*\" and {suggested} only, or "
+                  "add the namespace to the policy's mesh.inClusterNamespaces")
+
+
+def egress_hosts(b: VerdictBuilder, egress: Any, rule: str) -> None:
+    for path, host, namespace, name in _imports(egress):
+        if namespace == "*" and "*" in name:
+            b.violate(rule, path, f"{host!r} imports every matching host from every namespace, "
+                      "including ServiceEntries this webhook never checked; import "
+                      "\"./*\" and \"istio-system/*\", or name exact hosts")

@@ -15,8 +15,13 @@ host nobody approved turns an approved request into traffic to that host. So:
   mesh-wide applies to other namespaces' proxies, whose approvals differ.
 
 Cluster-local means a single label (a Service in the object's namespace), a name under
-``.svc`` or under ``.svc.<cluster domain>``, or a ``*.`` wildcard under one of those: in-cluster
-Services are reachable under REGISTRY_ONLY anyway. Every other name goes through
+``.svc`` or under ``.svc.<cluster domain>``, or a ``*.`` wildcard under one of those. A
+destination must be a Service of the object's own namespace (as for Gateway API routes) or of
+the mesh's control-plane namespace (``mesh.controlPlaneNamespace``, where Istio's egress
+gateway runs; only the mesh's operator writes there): a route to another namespace's Service
+(a selector-less one with hand-made endpoints, a forward proxy) would send approved traffic
+wherever that namespace's operator points it. Cluster-local names in ``spec.hosts`` only say
+which requests the routes apply to, and stay allowed. Every other name goes through
 ``webhook.egress.hosts.parse_host`` (IP literals, metadata, private-use names are refused with its
 reasons) and ``Registry.approve``. It does not check ports: the ServiceEntry that makes an
 external host routable is checked for those (``webhook.policies.serviceentries``).
@@ -71,10 +76,12 @@ def validate_virtualservice(request: Request, context: Context) -> Verdict:
         for i, raw in enumerate(hosts if isinstance(hosts, list) else ()):
             names.append(_classify(HOST_NOT_APPROVED, f"spec.hosts[{i}]", raw, domains,
                                    (443, "HTTPS")))
-    if active(context.policy, DESTINATION_NOT_APPROVED):
-        names.extend(_classify(DESTINATION_NOT_APPROVED, path, raw, domains, wanted)
-                     for path, raw, wanted in _destinations(spec))
     namespace = request.object_namespace
+    if active(context.policy, DESTINATION_NOT_APPROVED):
+        mesh = context.policy.mesh.control_plane_namespace
+        names.extend(_own_namespace(_classify(DESTINATION_NOT_APPROVED, path, raw, domains,
+                                              wanted), raw, domains, (namespace, mesh))
+                     for path, raw, wanted in _destinations(spec))
     registry = None
     if any(n.host is not None for n in names):
         # Only now: a VirtualService that routes inside the cluster needs no registry.
@@ -150,6 +157,37 @@ def _classify(rule: str, path: str, raw: Any, domains: tuple[str, ...],
             hint = "; name an external DNS host the egress registry approves, or a Service"
         return _Name(rule, path, wanted, problem=f"{exc}{hint}")
     return _Name(rule, path, wanted, host=host.name)
+
+
+def _own_namespace(item: _Name, raw: Any, domains: tuple[str, ...],
+                   allowed: tuple[str, ...]) -> _Name:
+    """A cluster-local destination becomes a problem unless it is in an ``allowed`` one."""
+    if item.host is not None or item.problem is not None:
+        return item
+    other = service_namespace(str(raw), domains)
+    if other == "" or other in allowed:
+        return item
+    where = "every namespace" if other == "*" else f"namespace {other}"
+    return _Name(item.rule, item.path, item.wanted, problem=(
+        f"{raw!r} is a Service of {where}; routes in an agent namespace lead only to its own "
+        f"Services (<name> or <name>.{allowed[0]}.svc), the mesh's ({allowed[1]}), or hosts "
+        "the egress registry approves, since another namespace's Service can point anywhere"))
+
+
+def service_namespace(raw: str, domains: tuple[str, ...]) -> str:
+    """The namespace of a cluster-local name: ``""`` for a short name (the object's own),
+    ``"*"`` for a wildcard over namespaces (``*.svc.cluster.local``)."""
+    text = raw.lower().removeprefix("*.").removesuffix(".")
+    if "." not in text:
+        return ""
+    for suffix in sorted({"svc", "svc.cluster.local",
+                          *(f"svc.{d.lower().strip('.')}" for d in domains)}, key=len,
+                         reverse=True):
+        if text == suffix:
+            return "*"
+        if text.endswith("." + suffix):
+            return text[: -len(suffix) - 1].rpartition(".")[2]
+    return "*"
 
 
 def is_cluster_local(raw: str, domains: tuple[str, ...]) -> bool:

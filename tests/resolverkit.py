@@ -21,6 +21,7 @@ from dnslib import QTYPE, RR, A, DNSRecord
 from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
 
 STUB_ANSWER = "192.0.2.1"
+START_ATTEMPTS = 5
 
 
 class _Recording(BaseResolver):  # type: ignore[misc]
@@ -61,9 +62,16 @@ class ForwarderStub:
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A loopback port free for UDP and for TCP (Unbound listens on both)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port: int = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
         return port
 
 
@@ -102,29 +110,42 @@ rpz:
 
 @contextlib.contextmanager
 def running_unbound(binary: str, zone: str, directory: Path, stub_port: int) -> Iterator[int]:
-    port = _free_port()
     zonefile = directory / "allowlist.rpz"
     zonefile.write_text(zone)
     conf = directory / "unbound.conf"
-    conf.write_text(UNBOUND_CONF.format(port=port, directory=directory, stub_port=stub_port,
-                                        zonefile=zonefile))
-    check = subprocess.run([binary.replace("unbound", "unbound-checkconf"), str(conf)],
-                           capture_output=True, text=True, timeout=30, check=False)
-    assert check.returncode == 0, check.stdout + check.stderr
     log = directory / "unbound.log"
-    with log.open("w") as out:
-        process = subprocess.Popen([binary, "-d", "-c", str(conf)], stdout=out,
-                                   stderr=subprocess.STDOUT)
-    try:
-        _wait_until_answering(port, process, log)
-        yield port
-    finally:
-        process.terminate()
+    # A port free now may be taken before Unbound binds it (UDP and TCP, by other processes
+    # on a shared machine): try a few ports before calling it a failure.
+    for attempt in range(START_ATTEMPTS):
+        port = _free_port()
+        conf.write_text(UNBOUND_CONF.format(port=port, directory=directory,
+                                            stub_port=stub_port, zonefile=zonefile))
+        if attempt == 0:
+            check = subprocess.run([binary.replace("unbound", "unbound-checkconf"), str(conf)],
+                                   capture_output=True, text=True, timeout=30, check=False)
+            assert check.returncode == 0, check.stdout + check.stderr
+        with log.open("w") as out:
+            process = subprocess.Popen([binary, "-d", "-c", str(conf)], stdout=out,
+                                       stderr=subprocess.STDOUT)
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+            if _wait_until_answering(port, process, log):
+                yield port
+                return
+        finally:
+            _stop(process)
+    raise AssertionError(f"unbound could not bind a port in {START_ATTEMPTS} attempts: "
+                         f"{log.read_text()}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def query(port: int, name: str, qtype: str = "A") -> DNSRecord:
@@ -135,14 +156,17 @@ def query(port: int, name: str, qtype: str = "A") -> DNSRecord:
     return DNSRecord.parse(packet)
 
 
-def _wait_until_answering(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_until_answering(port: int, process: subprocess.Popen[bytes], log: Path) -> bool:
+    """True once it answers; False if it exited because its port was taken."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"unbound exited with {process.returncode}: "
-                                 f"{log.read_text()}")
+            text = log.read_text()
+            if "could not open ports" in text:
+                return False
+            raise AssertionError(f"unbound exited with {process.returncode}: {text}")
         with contextlib.suppress(OSError, socket.timeout):
             query(port, "cluster.local")
-            return
+            return True
         time.sleep(0.1)
     raise AssertionError("unbound did not answer within 20 s")

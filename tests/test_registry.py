@@ -107,6 +107,33 @@ def test_the_deny_list_wins_over_every_approval(registry: Registry) -> None:
     assert registry.addresses(host="evil.googleapis.com", namespace="agents") == frozenset()
 
 
+# host -> denied? (*.googleapis.com approved; evil.googleapis.com and *.bad.example denied)
+DENIED_NAMES = {
+    "evil.googleapis.com": True,
+    "x.evil.googleapis.com": True,  # an exact deny entry covers the names under it
+    "a.b.evil.googleapis.com": True,
+    "notevil.googleapis.com": False,  # a sibling, not under it
+    "good.googleapis.com": False,
+    "x.bad.example": True,
+    "bad.example": False,  # *.suffix: only the names under it
+}
+
+
+@pytest.mark.parametrize(("host", "denied"), DENIED_NAMES.items())
+def test_a_deny_entry_covers_what_it_names(registry: Registry, host: str, denied: bool) -> None:
+    result = registry.approve(host=host, namespace="agents", port=443, protocol="HTTPS")
+    assert (isinstance(result, Refusal) and result.reason is Refused.DENIED) is denied
+    assert (registry.denied(host) is not None) is denied
+
+
+def test_an_approval_under_an_exact_deny_entry_is_never_granted_or_rendered() -> None:
+    under = parse_registry("entries:\n- host: api.evil.example\n  ports: [443]\n"
+                           "- host: '*.evil.example'\n  ports: [443]\n"
+                           "deny: [evil.example]\n", source="test")
+    assert isinstance(under.approve(host="api.evil.example", namespace="agents"), Refusal)
+    assert under.granted_keys("agents") == []
+
+
 def test_bare_port_numbers_take_the_entry_protocol(registry: Registry) -> None:
     approvals = {(port, protocol): registry.approve(host="api.exchangerate.host", namespace="x",
                                                     port=port, protocol=protocol)

@@ -46,6 +46,8 @@ EXAMPLES = {
     # Under an exact entry, as the registry decides: its Cloud Storage buckets stay out.
     "attacker-bucket.storage.googleapis.com": False,
     "firebasestorage.googleapis.com": False,  # denied: shared storage
+    "x.firebasestorage.googleapis.com": False,  # an exact deny entry covers names under it
+    "www.attacker-bucket.googleapis.com": False,
     "attacker-bucket.googleapis.com": False,  # denied, although under an approved suffix
     "paste.example.com": False,  # denied
     "x.storage-sharing.example": False,  # under a denied suffix
@@ -63,6 +65,8 @@ EXTRA_CASES = {
     "x.bad.example.com": False,  # a longer denied suffix inside an approved one
     "bad.example.com": True,  # the denied suffix covers names under it, not itself
     "exact-denied.example.com": False,
+    "x.exact-denied.example.com": False,  # and the names under an exact deny entry
+    "a.b.exact-denied.example.com": False,
     "exact.example.net": True,
     "x.exact.example.net": False,
 }

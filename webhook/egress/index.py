@@ -13,6 +13,10 @@ exact entry for the parent governs it too, unless every entry for that parent sa
 it as well: with ``*.googleapis.com`` for everyone and ``storage.googleapis.com`` for one
 namespace, ``attacker-bucket.storage.googleapis.com`` (a Cloud Storage virtual-hosted bucket)
 is approved nowhere, because an exact entry approves only its own name.
+
+The deny list reads exact entries the same way: denying ``firebasestorage.googleapis.com``
+denies ``x.firebasestorage.googleapis.com`` too, whatever suffix approves it. A deny entry
+``*.parent`` denies only the names under ``parent``.
 """
 
 from __future__ import annotations
@@ -126,11 +130,13 @@ class RegistryIndex:
         return found
 
     def denied(self, host: str) -> DenyEntry | None:
+        """The deny entry covering ``host``: an exact entry covers its name and every name
+        under it (as an exact approval governs its subtree), ``*.suffix`` the names under it."""
         hit = self._deny_exact.get(host)
-        if hit is not None or not self._deny_suffix:
+        if hit is not None:
             return hit
-        for suffix in _parents(host):
-            hit = self._deny_suffix.get(suffix)
+        for parent in _parents(host):
+            hit = self._deny_exact.get(parent) or self._deny_suffix.get(parent)
             if hit is not None:
                 return hit
         return None
@@ -190,8 +196,8 @@ class RegistryIndex:
     def _key_denied(self, key: Host) -> bool:
         if not key.wildcard:
             return self.denied(key.name) is not None
-        return key.name in self._deny_suffix or any(
-            parent in self._deny_suffix for parent in _parents(key.name))
+        return any(name in self._deny_suffix or name in self._deny_exact
+                   for name in (key.name, *_parents(key.name)))
 
     def _group(self, host: str) -> _Group | None:
         """The group governing ``host`` (see the module docstring), or None.

@@ -8,7 +8,8 @@ ConfigMap ``agent-sandbox-dns-allowlist`` with two keys:
   names are relative to the zone's origin; ``CNAME rpz-passthru.`` lets a name through,
   ``CNAME .`` answers NXDOMAIN. Approved exact names and ``*.suffix`` keys of the rendered
   namespaces, and the cluster domain, pass; deny-list names and ``*`` (everything else) are
-  NXDOMAIN. Every name mentioned gets an explicit owner for itself and for ``*.`` under it.
+  NXDOMAIN (an exact deny name with everything under it). Every name mentioned gets an
+  explicit owner for itself and for ``*.`` under it.
   Names under an exact registry key are NXDOMAIN unless a nearer ``*.suffix`` key allows
   them, as the registry decides (an exact entry governs its subtree; ``webhook.egress.index``).
 - ``Corefile``: one server block per name the list mentions. CoreDNS picks the block of the
@@ -83,7 +84,8 @@ def build_allowlist(registry: Registry, grants: Iterable[Approved], policy: Poli
     exact.add(domain)
     suffixes.add(domain)
     deny_exact = frozenset(d.host.name for d in registry.deny if not d.host.wildcard)
-    deny_suffixes = frozenset(d.host.name for d in registry.deny if d.host.wildcard)
+    # An exact deny entry covers the names under it too (``webhook.egress.index``).
+    deny_suffixes = frozenset(d.host.name for d in registry.deny)
     return Allowlist(frozenset(exact - deny_exact), frozenset(suffixes - deny_suffixes),
                      deny_exact, deny_suffixes, registry.governing_names())
 

@@ -224,11 +224,32 @@ def test_a_drop_list_without_all_gets_all_appended() -> None:
         "drop": ["NET_RAW", "ALL"]}
 
 
-def test_dropping_setuid_and_setgid_is_enough() -> None:
+# drop list -> whether it already keeps the container from changing its UID/GID. The
+# runtimes read bare names: containerd prefixes every name but ALL with CAP_, so CAP_ALL and
+# CAP_SETUID drop nothing there.
+DROP_LISTS: dict[str, tuple[list[str], bool]] = {
+    "ALL": (["ALL"], True),
+    "all in lower case": (["all"], True),
+    "bare SETUID and SETGID": (["SETUID", "setgid"], True),
+    "CAP_ALL": (["CAP_ALL"], False),
+    "CAP_SETUID and CAP_SETGID": (["CAP_SETUID", "CAP_SETGID"], False),
+    "CAP_SETUID and bare SETGID": (["CAP_SETUID", "SETGID"], False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DROP_LISTS))
+def test_only_bare_capability_names_satisfy_the_drop_guarantee(name: str) -> None:
+    drop, enough = DROP_LISTS[name]
     obj = pod(container(request="2Gi", limit="2Gi", securityContext={
-        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["CAP_SETUID", "setgid"]}}))
-    assert not [m for m in mutate_pod_object(obj, namespace="agents", policy=DEFAULT).mutations
-                if m.rule == DROP]
+        "allowPrivilegeEscalation": False, "capabilities": {"drop": list(drop)}}))
+    verdict = mutate_pod_object(obj, namespace="agents", policy=DEFAULT)
+    filled = [m for m in verdict.mutations if m.rule == DROP]
+    assert (not filled) is enough
+    result = apply(verdict, obj)["spec"]["containers"][0]["securityContext"]["capabilities"]
+    assert result == {"drop": drop if enough else [*drop, "ALL"]}
+    # With the fill off, the validating stage refuses what the runtime would not drop.
+    off = validate_pod_object(obj, policy=DEFAULT, final=True, namespace="agents")
+    assert any(v.rule == DROP for v in off.violations) is not enough
 
 
 @pytest.mark.parametrize("rule", IDENTITY_RULES)

@@ -10,7 +10,8 @@ spec names them; this module makes sure no process can *become* them at run time
 - ``pod.run-as-group``: an explicit primary GID (else the image's ``/etc/passwd`` picks it);
 - ``pod.no-privilege-escalation``: ``allowPrivilegeEscalation: false`` (no_new_privs: a
   setuid-root binary or file capability gives nothing);
-- ``pod.drop-capabilities``: ``capabilities.drop`` contains ALL (or both SETUID and SETGID).
+- ``pod.drop-capabilities``: ``capabilities.drop`` contains ALL (or both SETUID and SETGID),
+  by their bare names: ``CAP_ALL`` or ``CAP_SETUID`` do not count (see ``_capability``).
 
 Safe by construction: what a pod leaves unset is planned as a fill (pod-level
 ``runAsUser``/``runAsGroup`` from ``identity`` in the policy and ``runAsNonRoot: true``; per
@@ -67,7 +68,11 @@ def pod_security(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _capability(name: Any) -> str:
-    return name.upper().removeprefix("CAP_") if isinstance(name, str) else ""
+    # Bare names only, compared without case, as the runtimes read ``drop``: containerd's CRI
+    # plugin (WithCapabilities) and CRI-O drop everything for "ALL" in any case, and
+    # containerd prefixes every other name with "CAP_", so "CAP_ALL" drops nothing and
+    # "CAP_SETUID" becomes the unknown "CAP_CAP_SETUID". A prefixed name does not count.
+    return name.upper() if isinstance(name, str) else ""
 
 
 def drops_setid(capabilities: Any) -> bool | None:

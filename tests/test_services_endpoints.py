@@ -153,12 +153,21 @@ def slice_of(*addresses: str, address_type: str = "IPv4", port: int = 443,
 
 E0 = "subsets[0].addresses[0].ip"
 ENDPOINTS = [
-    ("pod addresses", endpoints("10.244.1.5", "10.244.2.7"), []),
-    ("a Service address", endpoints("10.96.0.10"), []),
+    # Hand-made (user "alice"): in-cluster addresses reach any namespace's pod or ClusterIP.
+    ("hand-made pod addresses", endpoints("10.244.1.5", "10.244.2.7"),
+     [(ADDR, E0), (ADDR, "subsets[0].addresses[1].ip")]),
+    ("a hand-made ClusterIP", endpoints("10.96.0.10"), [(ADDR, E0)]),
+    ("pod addresses the endpoints controller wrote",
+     endpoints("10.244.1.5", "10.244.2.7", username=KCM), []),
+    ("pod addresses the endpoint controller's service account wrote",
+     endpoints("10.244.1.5", username="system:serviceaccount:kube-system:endpoint-controller"),
+     []),
     ("an address outside the cluster", endpoints("203.0.113.99"), [(ADDR, E0)]),
-    ("an outside address among pod addresses", endpoints("10.244.1.5", "203.0.113.99"),
-     [(ADDR, "subsets[0].addresses[1].ip")]),
-    ("an outside address not ready yet", endpoints("10.244.1.5", not_ready=("198.51.100.7",)),
+    ("an outside address among pod addresses",
+     endpoints("10.244.1.5", "203.0.113.99", username="bob"),
+     [(ADDR, E0), (ADDR, "subsets[0].addresses[1].ip")]),
+    ("an outside address not ready yet", endpoints("203.0.113.10", port=8443,
+                                                   not_ready=("198.51.100.7",)),
      [(ADDR, "subsets[0].notReadyAddresses[0].ip")]),
     ("loopback", endpoints("127.0.0.1"), [(ADDR, E0)]),
     ("IPv6 loopback", endpoints("::1"), [(ADDR, E0)]),
@@ -173,7 +182,10 @@ ENDPOINTS = [
 ]
 S0 = "endpoints[0].addresses[0]"
 SLICES = [
-    ("pod addresses", slice_of("10.244.1.5"), []),
+    ("hand-made pod addresses", slice_of("10.244.1.5"), [(ADDR, S0)]),
+    ("a hand-made ClusterIP", slice_of("10.96.55.5"), [(ADDR, S0)]),
+    ("pod addresses written as the controller-manager but unlabelled",
+     slice_of("10.244.1.5", username=KCM), [(ADDR, S0)]),
     ("an address outside the cluster", slice_of("203.0.113.99"), [(ADDR, S0)]),
     ("IPv6 outside the cluster", slice_of("2001:db8::1", address_type="IPv6"), [(ADDR, S0)]),
     ("a pinned address", slice_of("203.0.113.10", port=8443), []),
@@ -265,10 +277,29 @@ def test_the_captured_externalname_is_admitted_once_the_registry_approves_it() -
 def test_the_mirrored_slice_carries_the_hand_made_address_and_is_judged_by_it() -> None:
     document = load_review("endpointslice-mirrored-create.json")
     assert document["request"]["userInfo"]["username"] == KCM
-    pinned = copy.deepcopy(document)
-    pinned["request"]["object"]["endpoints"][0]["addresses"] = ["10.244.3.3"]
     context = Context(policy=POLICY, registry=REGISTRY)
-    assert admit(review_from_document(pinned), stage=Stage.VALIDATE, context=context).allowed
+    assert not admit(review_from_document(document), stage=Stage.VALIDATE,
+                     context=context).allowed
+    # A mirror of a hand-made pod address is refused too: the mirroring controller copies it,
+    # unless the policy allows that range for hand-made endpoints.
+    inside = copy.deepcopy(document)
+    inside["request"]["object"]["endpoints"][0]["addresses"] = ["10.244.3.3"]
+    assert not admit(review_from_document(inside), stage=Stage.VALIDATE,
+                     context=context).allowed
+    allowed = parse_policy("network:\n  handMadeEndpointCIDRs: [10.244.3.0/24]\n", source="t")
+    assert admit(review_from_document(inside), stage=Stage.VALIDATE,
+                 context=Context(policy=allowed, registry=REGISTRY)).allowed
+
+
+def test_hand_made_in_cluster_addresses_pass_only_where_the_policy_allows() -> None:
+    allowed = parse_policy("network:\n  handMadeEndpointCIDRs: [10.244.3.0/24]\n",
+                           source="hand-made")
+    assert decide(endpoints("10.244.3.7"), policy=allowed, registry=REGISTRY)[0] == []
+    assert decide(endpoints("10.244.4.7"), policy=allowed, registry=REGISTRY)[0] == [(ADDR, E0)]
+    (_, outcome) = decide(endpoints("10.96.55.5"), policy=POLICY, registry=REGISTRY)
+    message = outcome.review["response"]["status"]["message"]
+    assert "no endpoint controller wrote this object" in message
+    assert "network.handMadeEndpointCIDRs" in message
 
 
 def test_refusals_say_what_to_change() -> None:
@@ -291,9 +322,12 @@ def test_refusals_say_what_to_change() -> None:
 def test_the_cluster_ranges_are_policy_fields() -> None:
     policy = parse_policy("network:\n  podCIDRs: [192.168.0.0/16]\n  serviceCIDRs: "
                           "['fd00:10::/108']\n", source="ranges")
-    assert decide(endpoints("192.168.4.4"), policy=policy, registry=REGISTRY)[0] == []
-    assert decide(endpoints("10.244.1.5"), policy=policy, registry=REGISTRY)[0] == [(ADDR, E0)]
-    assert decide(endpoints("fd00:10::5"), policy=policy, registry=REGISTRY)[0] == []
+    assert decide(endpoints("192.168.4.4", username=KCM), policy=policy,
+                  registry=REGISTRY)[0] == []
+    assert decide(endpoints("fd00:10::5", username=KCM), policy=policy,
+                  registry=REGISTRY)[0] == []
+    assert decide(service({"externalIPs": ["10.244.1.5"], "ports": [HTTPS]}), policy=policy,
+                  registry=REGISTRY)[0] == [(IPS, "spec.externalIPs[0]")]
     # Never loopback or metadata, whatever the ranges say.
     wide = parse_policy("network:\n  podCIDRs: [0.0.0.0/0]\n", source="too wide")
     assert decide(endpoints("169.254.169.254"), policy=wide, registry=REGISTRY)[0] == [(ADDR, E0)]
@@ -306,7 +340,7 @@ def test_without_a_registry_outside_addresses_fail_closed_and_pod_addresses_pass
     for request in (external("api.frankfurter.app", HTTPS), endpoints("203.0.113.10")):
         outcome = admit(request, stage=Stage.VALIDATE, context=context)
         assert (outcome.allowed, outcome.code) == (False, 500)
-    for request in (endpoints("10.244.1.5"), endpoints("127.0.0.1")):
+    for request in (endpoints("10.244.1.5", username=KCM), endpoints("127.0.0.1")):
         outcome = admit(request, stage=Stage.VALIDATE, context=context)
         assert outcome.code != 500  # decided without the registry
 
@@ -377,7 +411,8 @@ def test_in_a_warn_namespace_services_and_endpoints_are_judged_as_exported() -> 
     local = make_request("v1", "Service", {"spec": exported.object["spec"]}, metadata={
         "annotations": {"networking.istio.io/exportTo": "."}})
     outcomes = [admit(r, stage=Stage.VALIDATE, context=contexts.warn)
-                for r in (exported, local, endpoints("203.0.113.99"), endpoints("10.244.1.5"))]
+                for r in (exported, local, endpoints("203.0.113.99"),
+                          endpoints("10.244.1.5", username=KCM))]
     assert [(o.allowed, o.rules) for o in outcomes] == [
         (False, (EXT,)), (True, (EXT,)), (False, (ADDR,)), (True, ())]
     message = outcomes[0].review["response"]["status"]["message"]

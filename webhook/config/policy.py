@@ -185,8 +185,12 @@ class NetworkConfig(_Strict):
                                                alias="serviceCIDRs")
     endpoint_controllers: tuple[str, ...] = Field(DEFAULT_ENDPOINT_CONTROLLERS,
                                                   alias="endpointControllers")
+    # In-cluster ranges that hand-made (or mirrored) endpoints may point at: none by default,
+    # since a selector-less Service at another namespace's pod or ClusterIP reaches whatever
+    # runs there (a forward proxy) past every egress check.
+    hand_made_endpoint_cidrs: tuple[Network, ...] = Field((), alias="handMadeEndpointCIDRs")
 
-    @field_validator("pod_cidrs", "service_cidrs", mode="before")
+    @field_validator("pod_cidrs", "service_cidrs", "hand_made_endpoint_cidrs", mode="before")
     @classmethod
     def _networks(cls, value: Any) -> Any:
         if not isinstance(value, list | tuple):
@@ -206,6 +210,10 @@ class NetworkConfig(_Strict):
     def in_cluster(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         value, version = int(address), address.version
         return any(v == version and value & mask == network for v, network, mask in self._masks)
+
+    def hand_made_allowed(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return any(address in network for network in self.hand_made_endpoint_cidrs
+                   if network.version == address.version)
 
 
 class IdentityConfig(_Strict):

@@ -58,6 +58,9 @@ class AddressJudge:
     context: Context
     namespace: str
     what: str  # "Endpoints agents/x", for a fail-closed message
+    # False for endpoints no endpoint controller wrote: an in-cluster address then needs a
+    # registry pin or the policy's network.handMadeEndpointCIDRs, like an external one.
+    cluster_ranges: bool = True
     _registry: Registry | None = field(default=None, init=False)
 
     def problem(self, raw: Any, ports: Iterable[int]) -> str | None:
@@ -69,12 +72,20 @@ class AddressJudge:
             return (f"{address} is a loopback, link-local, metadata or reserved address, which "
                     "is never an acceptable endpoint")
         network = self.context.policy.network
-        if network.in_cluster(address):
+        inside = network.in_cluster(address)
+        if inside and (self.cluster_ranges or network.hand_made_allowed(address)):
             return None
         if self._registry is None:
             self._registry = require_registry(self.context, what=self.what)
         pins = self._registry.pins(address=address, namespace=self.namespace)
         ranges = ", ".join(str(n) for n in (*network.pod_cidrs, *network.service_cidrs))
+        if not pins and inside:
+            return (f"{address} is inside the cluster's pod and Service ranges ({ranges}), but "
+                    "no endpoint controller wrote this object: a Service without a selector "
+                    "would reach whatever runs at that pod or ClusterIP in any namespace (a "
+                    "forward proxy) past every egress check. Give the Service a selector, "
+                    "pin the address under addresses: of an approved host's registry entry, "
+                    "or add its range to the policy's network.handMadeEndpointCIDRs")
         if not pins:
             return (f"{address} is outside the cluster's pod and Service ranges ({ranges}) and "
                     f"the egress registry pins it for no host approved for namespace "

@@ -12,8 +12,12 @@ hand-made Endpoints object into an EndpointSlice (with its own ``managed-by`` la
 owner reference to the Endpoints), and anyone may write a ``managed-by`` label. The one thing
 taken on trust is the *user* the API server authenticated: objects written by the endpoint
 controllers named in the policy (``network.endpointControllers``, which only ever list the pod
-addresses of a Service's selector) are admitted, unless the slice is a mirror. Controller-made
-slices of selector Services hold pod addresses anyway, which the ranges admit.
+addresses of a Service's selector) are admitted, unless the slice is a mirror. Everything
+else (hand-made objects, mirrors) is judged with ``cluster_ranges=False`` (``audit``, which
+sees no user, keeps the ranges): an address inside
+the pod or Service ranges is accepted only when the registry pins it or it is in the policy's
+``network.handMadeEndpointCIDRs``, because a selector-less Service pointing at another
+namespace's pod or ClusterIP reaches whatever runs there (a forward proxy).
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ def validate_endpoints(request: Request, context: Context) -> Verdict:
     if _skip(request, context, obj) or _from_controller(request, context):
         return Verdict()
     b = VerdictBuilder()
-    judge = AddressJudge(context, request.object_namespace, _what(request, obj, "Endpoints"))
+    judge = AddressJudge(context, request.object_namespace, _what(request, obj, "Endpoints"),
+                         cluster_ranges=_no_writer(request))
     subsets = obj.get("subsets")
     for i, subset in enumerate(subsets if isinstance(subsets, list) else ()):
         if not isinstance(subset, dict):
@@ -65,7 +70,7 @@ def validate_endpointslice(request: Request, context: Context) -> Verdict:
     raw_ports = obj.get("ports")
     ports = [p for p in raw_ports if isinstance(p, dict)] if isinstance(raw_ports, list) else []
     fqdn = obj.get("addressType") == "FQDN"
-    judge = AddressJudge(context, namespace, what)
+    judge = AddressJudge(context, namespace, what, cluster_ranges=_no_writer(request))
     endpoints = obj.get("endpoints")
     for i, endpoint in enumerate(endpoints if isinstance(endpoints, list) else ()):
         addresses = endpoint.get("addresses") if isinstance(endpoint, dict) else None
@@ -80,6 +85,12 @@ def validate_endpointslice(request: Request, context: Context) -> Verdict:
 
 def _skip(request: Request, context: Context, obj: dict[str, Any]) -> bool:
     return needs_no_check(request, obj) or not active(context.policy, ADDRESS_NOT_APPROVED)
+
+
+def _no_writer(request: Request) -> bool:
+    """``audit`` judges stored objects without a user: the cluster ranges then pass, since
+    controller-made objects cannot be told apart there."""
+    return not request.username
 
 
 def _from_controller(request: Request, context: Context) -> bool:

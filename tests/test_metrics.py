@@ -50,3 +50,28 @@ def test_metrics_and_logs_of_a_full_run(tmp_path: Path) -> None:
         assert secret not in logs
     for content in ("image", "registry.example.com", "api.frankfurter.app", "containers"):
         assert content not in logs, content
+
+
+def test_decisions_folded_in_a_batch_render_exactly_as_observing_each_one() -> None:
+    """The hot path counts in a dict and folds into prometheus_client later, touching the
+    histogram's sum and bucket directly: this holds that to what observe() would give."""
+    from webhook.server.metrics import LATENCY_BUCKETS, Metrics
+
+    latencies = [0.00005, 0.0001, 0.00011, 0.0003, 0.002, 0.0025, 7.0, *LATENCY_BUCKETS]
+    batched, direct = Metrics(), Metrics()
+    for elapsed in latencies:
+        batched.record_decision(stage="mutate", kind="Pod", operation="CREATE",
+                                decision="denied", dry_run=False, elapsed=elapsed,
+                                rules=("pod.host-network",), mutated=("labels",), failed=False)
+        direct.requests.labels(stage="mutate", kind="Pod", operation="CREATE",
+                               decision="denied", dry_run="false").inc()
+        direct.latency.labels(stage="mutate", kind="Pod").observe(elapsed)
+        direct.rule_hits.labels(rule="pod.host-network", effect="refused").inc()
+        direct.mutations.labels(field="labels").inc()
+
+    def series(metrics: Metrics) -> list[str]:
+        return sorted(line for line in metrics.render().decode().splitlines()
+                      if line.startswith("agent_sandbox_admission") and "_created" not in line)
+
+    assert series(batched) == series(direct)
+    assert any('le="0.0001"' in line and line.endswith(" 3.0") for line in series(batched))

@@ -25,6 +25,7 @@ from tests.served import Server, running
 from webhook.certs.manager import CertManagerSettings
 from webhook.certs.pki import write_dev_bundle
 from webhook.server.logs import ATOMIC_WRITE, _whole_lines
+from webhook.server.metrics import FOLD_DELAY
 from webhook.server.serve import ServeSettings
 from webhook.server.workers import worker_settings
 
@@ -81,6 +82,8 @@ def test_any_worker_answers_metrics_with_the_totals_of_every_worker(tmp_path: Pa
         # Both workers counted some of them (each writes its own file in the run's directory).
         counted = {p.name for p in (server.ca.parent / "metrics").glob("counter_*.db")}
         assert counted == {f"counter_{pid}.db" for pid in worker_pids(server)}
+        # Another worker folds its counts into the shared files within a second.
+        time.sleep(FOLD_DELAY + 0.5)
         for _ in range(6):
             assert requests_total(fresh(server, "GET", "/metrics").data.decode()) == \
                 FRESH_CONNECTIONS
@@ -91,6 +94,7 @@ def test_a_killed_worker_is_started_again_counted_and_its_counts_kept(tmp_path: 
         eventually(serving(server))
         for _ in range(FRESH_CONNECTIONS):
             assert fresh(server, "POST", "/mutate", POD).status == 200
+        time.sleep(FOLD_DELAY + 0.5)  # counts not yet folded would die with the worker
         victim = worker_pids(server)[0]
         os.kill(victim, signal.SIGKILL)
         eventually(serving(server, 3))

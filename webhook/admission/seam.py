@@ -9,9 +9,9 @@ failure; it never reads files or talks to the API server.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from webhook.core import responses
 from webhook.core.errors import Undecidable
@@ -35,9 +35,11 @@ class Stage(StrEnum):
     VALIDATE = "validate"
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """The response plus what the transport needs for its log line and metrics."""
+class Outcome(NamedTuple):
+    """The response plus what the transport needs for its log line and metrics.
+
+    A NamedTuple for the same reason as ``Request``: one is made per review.
+    """
 
     review: dict[str, Any]
     allowed: bool
@@ -107,19 +109,20 @@ def _render(request: Request, verdict: Verdict, context: Context) -> Outcome:
 
 def _allow(request: Request, verdict: Verdict, context: Context, *,
            rules: list[str] | None = None, warnings: list[str] | None = None) -> Outcome:
-    patch: list[PatchOp] = []
-    notes: list[str] = []
-    for mutation in verdict.mutations:
-        patch.extend(mutation.ops)
-        notes.append(mutation.note)
-    all_warnings = [*notes, *(warnings or ()), *verdict.warnings]
-    hit = tuple(dict.fromkeys(rules or ()))
+    mutations = verdict.mutations
+    patch = [op for mutation in mutations for op in mutation.ops]
+    all_warnings = [mutation.note for mutation in mutations]
+    if warnings:
+        all_warnings += warnings
+    if verdict.warnings:
+        all_warnings += verdict.warnings
+    hit = tuple(dict.fromkeys(rules)) if rules else ()
     review = responses.allowed(uid=request.uid, api_version=request.api_version, patch=patch,
                                warnings=all_warnings, audit=_audit(hit, context) if
                                (hit or patch) else None)
     return Outcome(review=review, allowed=True, code=200, rules=hit,
-                   mutated=tuple(dict.fromkeys([m.field for m in verdict.mutations])),
-                   patch=tuple(patch), warnings=tuple(all_warnings))
+                   mutated=tuple(dict.fromkeys([m.field for m in mutations])) if mutations
+                   else (), patch=tuple(patch), warnings=tuple(all_warnings))
 
 
 def _fail(request: Request, reason: str) -> Outcome:

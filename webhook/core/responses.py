@@ -7,7 +7,7 @@ controller-runtime's ``Allowed``/``Denied``/``Errored``/``Patched`` helpers.
 
 from __future__ import annotations
 
-import base64
+import binascii
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,7 +24,8 @@ def allowed(*, uid: str, api_version: str, patch: Sequence[Mapping[str, Any]] = 
     response: dict[str, Any] = {"uid": uid, "allowed": True}
     if patch:
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(orjson.dumps(list(patch))).decode("ascii")
+        ops = patch if isinstance(patch, list | tuple) else list(patch)
+        response["patch"] = binascii.b2a_base64(orjson.dumps(ops), newline=False).decode("ascii")
     return _envelope(api_version, response, warnings, audit)
 
 
@@ -45,13 +46,30 @@ def errored(*, uid: str, api_version: str, message: str) -> dict[str, Any]:
 def _envelope(api_version: str, response: dict[str, Any], warnings: Sequence[str],
               audit: Mapping[str, str] | None) -> dict[str, Any]:
     if warnings:
-        response["warnings"] = [_one_line(w) for w in warnings[:MAX_WARNINGS]]
+        if len(warnings) > MAX_WARNINGS:
+            warnings = warnings[:MAX_WARNINGS]
+        response["warnings"] = [_one_line(w) for w in warnings]
     if audit:
         response["auditAnnotations"] = dict(audit)
     return {"apiVersion": api_version, "kind": "AdmissionReview", "response": response}
 
 
+# Warnings are mostly the same few texts review after review (a mutation's note, a rule's
+# message): each is flattened once. Bounded, since some carry names from the object.
+_FLAT: dict[str, str] = {}
+_FLAT_LIMIT = 4096
+
+
 def _one_line(text: str) -> str:
+    flat = _FLAT.get(text)
+    if flat is None:
+        if len(_FLAT) >= _FLAT_LIMIT:
+            _FLAT.clear()
+        flat = _FLAT[text] = _flatten(text)
+    return flat
+
+
+def _flatten(text: str) -> str:
     # Fast path for the usual warning: printable means the only whitespace is ASCII space
     # (str.isprintable is False for every other space and control character), so a text
     # with no doubled, leading or trailing space is already what split/join would give.

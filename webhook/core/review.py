@@ -8,8 +8,7 @@ that, and must treat it as untrusted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -19,9 +18,12 @@ SUPPORTED_API_VERSIONS = frozenset({"admission.k8s.io/v1"})
 OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One admission request. ``object``/``old_object`` are the raw, untrusted dicts."""
+class Request(NamedTuple):
+    """One admission request. ``object``/``old_object`` are the raw, untrusted dicts.
+
+    A NamedTuple rather than a frozen dataclass: as immutable, and built in one call per
+    review instead of fourteen ``object.__setattr__`` calls.
+    """
 
     uid: str
     api_version: str

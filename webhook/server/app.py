@@ -189,6 +189,7 @@ def _http_error(status: int, reason: str, *, close: bool = False) -> web.Respons
 
 async def _flush_decisions(app: web.Application) -> None:
     app[DECISIONS].flush()
+    app[METRICS].fold()  # a worker's files outlive it: leave nothing unfolded
 
 
 async def _healthz(http: web.Request) -> web.Response:

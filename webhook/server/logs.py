@@ -52,6 +52,13 @@ def configure_logging(level: str) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
+_LEVELS = {logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error"}
+
+
+def _level(level: int) -> str:
+    return logging.getLevelName(level).lower()
+
+
 # Writes of at most PIPE_BUF bytes to a pipe are atomic: with several workers sharing stderr
 # (serve --workers), a batch written in such pieces, each ending on a line, never interleaves
 # with another worker's lines.
@@ -105,9 +112,12 @@ class DecisionLog:
     def write(self, level: int, fields: dict[str, Any]) -> None:
         if level < self._level:
             return
-        line = orjson.dumps({"ts": self._timestamp(), "level": logging.getLevelName(level).lower(),
-                             "logger": "webhook.decision", "msg": "admission decision",
-                             **fields}, option=orjson.OPT_APPEND_NEWLINE, default=str)
+        # The four fixed keys are written as text before the fields' own encoding (which
+        # starts with "{"): merging them into a copy of the fields cost more than the rest.
+        body = orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE, default=str)
+        line = (f'{{"ts":"{self._timestamp()}","level":"{_LEVELS.get(level) or _level(level)}",'
+                f'"logger":"webhook.decision","msg":"admission decision"').encode()
+        line += body[1:] if body == b"{}\n" else b"," + body[1:]
         self._pending.append(line)
         self._size += len(line)
         if self._size >= self._max_buffer or self._flush_delay <= 0:

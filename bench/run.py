@@ -5,7 +5,9 @@ server with the same throwaway TLS certificate, both pinned to core 0 while the 
 generator runs on core 1, and drives each case at each concurrency against both, alternating
 so that machine noise hits both alike. Then it holds the 8 KB pod at about half of the
 webhook's capacity to measure latency where a real API server would run it, reads both
-servers' peak RSS, and prints Markdown tables and the verdict on issue 6's targets.
+servers' peak RSS, and prints Markdown tables and the verdict on the targets (issues 6 and
+15). With two or more cores it then runs ``--workers 2`` on every core against the one-worker
+figures.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ import orjson
 
 from bench import inprocess, load
 from bench.cases import Case, build_cases, write_registry
-from bench.report import TARGET_CASE, Paced, Results, Row, markdown
+from bench.report import TARGET_CASE, Paced, Results, Row, Scaling, markdown
 from bench.servers import Server, start_baseline, start_webhook
 from webhook.certs.pki import write_dev_bundle
 
 SERVER_CORE = 0
 LOAD_CORE = 1
 PACED_CONNECTIONS = 8
+SCALING_WORKERS = 2
 
 
 def _cores() -> tuple[int | None, int | None]:
@@ -82,10 +85,18 @@ def paced(drive: Driver, servers: dict[str, Server], case: Case, rows: list[Row]
                  delay_ms=delay_ms, baseline=results["baseline"], webhook=results["webhook"])
 
 
+def scaling(drive: Driver, webhook: Server, case: Case, rows: list[Row]) -> list[Scaling]:
+    """``--workers 2`` on every core (the load generator shares them) against one worker."""
+    own = {r.connections: r.webhook for r in rows if r.case == case.name}
+    return [Scaling(case=case.name, connections=connections, workers=SCALING_WORKERS,
+                    one=one, many=drive(webhook, case, connections))
+            for connections, one in sorted(own.items())]
+
+
 def run(*, cases: list[Case], concurrencies: list[int], seconds: float, cost_budget: float,
         generator: str, log_level: str) -> Results:
     server_core, load_core = _cores()
-    results = Results(generator=generator, seconds=seconds)
+    results = Results(generator=generator, seconds=seconds, load_before=os.getloadavg()[0])
     with tempfile.TemporaryDirectory(prefix="webhook-bench-") as tmp:
         scratch = Path(tmp)
         registry = write_registry(scratch)
@@ -99,8 +110,10 @@ def run(*, cases: list[Case], concurrencies: list[int], seconds: float, cost_bud
         tls = {"cert": bundle.cert, "key": bundle.key, "ca": bundle.ca_cert}
         servers = {"baseline": start_baseline(**tls, scratch=scratch, core=server_core)}
         try:
-            servers["webhook"] = start_webhook(**tls, registry=registry, scratch=scratch,
-                                               core=server_core, log_level=log_level)
+            servers["webhook"] = start_webhook(cert=bundle.cert, key=bundle.key,
+                                               ca=bundle.ca_cert, registry=registry,
+                                               scratch=scratch, core=server_core,
+                                               log_level=log_level)
             check_verdicts(servers["webhook"], cases)
             drive = Driver(generator=generator, scratch=scratch, core=load_core,
                            seconds=seconds)
@@ -114,6 +127,18 @@ def run(*, cases: list[Case], concurrencies: list[int], seconds: float, cost_bud
             target = next((c for c in cases if c.name == TARGET_CASE), cases[0])
             results.paced = paced(drive, servers, target, results.rows)
             results.rss_mib = {name: s.peak_rss_mib() for name, s in servers.items()}
+            if server_core is not None:  # a second core to scale onto
+                many = start_webhook(cert=bundle.cert, key=bundle.key, ca=bundle.ca_cert,
+                                     registry=registry, scratch=scratch, core=None,
+                                     log_level=log_level, workers=SCALING_WORKERS)
+                servers["webhook-workers"] = many
+                unpinned = Driver(generator=generator, scratch=scratch, core=None,
+                                  seconds=seconds)
+                unpinned(many, target, max(concurrencies))  # warm up every worker
+                results.scaling = scaling(unpinned, many, target, results.rows)
+                results.worker_rss_mib = many.worker_peak_rss_mib()
+                results.rss_mib["supervisor"] = many.peak_rss_mib()
+            results.load_after = os.getloadavg()[0]
         finally:
             for server in servers.values():
                 server.stop()

@@ -38,11 +38,16 @@ class Server:
 
     def peak_rss_mib(self) -> float:
         """Peak resident set size of the server process so far (VmHWM), in MiB."""
-        with open(f"/proc/{self.process.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        return float("nan")
+        return _peak_rss_mib(self.process.pid)
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes of a ``serve --workers N`` supervisor (none otherwise)."""
+        pid = self.process.pid
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            return [int(p) for p in children.read().split()]
+
+    def worker_peak_rss_mib(self) -> list[float]:
+        return [_peak_rss_mib(pid) for pid in self.worker_pids()]
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
         context = ssl.create_default_context(cafile=str(self.ca))
@@ -71,6 +76,14 @@ class Server:
                 self.process.kill()
                 self.process.wait(timeout=5)
         self.log.close()
+
+
+def _peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def free_port() -> int:
@@ -112,11 +125,19 @@ def start(name: str, args: list[str], *, ca: Path, scratch: Path, core: int | No
 
 
 def start_webhook(*, cert: Path, key: Path, ca: Path, registry: Path, scratch: Path,
-                  core: int | None, log_level: str = "info") -> Server:
-    return start("webhook", ["webhook", "serve", "--tls-cert", str(cert), "--tls-key", str(key),
-                             "--registry", str(registry), "--shutdown-delay", "0",
-                             "--log-level", log_level],
-                 ca=ca, scratch=scratch, core=core, ready_path="/readyz")
+                  core: int | None, log_level: str = "info", workers: int = 1) -> Server:
+    server = start(f"webhook-{workers}w" if workers > 1 else "webhook",
+                   ["webhook", "serve", "--tls-cert", str(cert), "--tls-key", str(key),
+                    "--registry", str(registry), "--shutdown-delay", "0",
+                    "--log-level", log_level, "--workers", str(workers)],
+                   ca=ca, scratch=scratch, core=core, ready_path="/readyz")
+    deadline = time.monotonic() + 20
+    while workers > 1 and time.monotonic() < deadline:  # every worker listening, not one
+        if server.log.name and Path(server.log.name).read_text().count('"msg":"serving"') >= \
+                workers:
+            break
+        time.sleep(0.05)
+    return server
 
 
 def start_baseline(*, cert: Path, key: Path, ca: Path, scratch: Path,

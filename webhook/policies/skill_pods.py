@@ -13,7 +13,6 @@ re-judged (a Skill deleted later stops new pods, not running ones).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from webhook.core.errors import Undecidable
@@ -56,10 +55,10 @@ def check_skill_label(request: Request, context: Context) -> Verdict:
                   "the Skill first (its egressRequirements must be approved), or remove the "
                   "label")
         return b.build()
-    judged = validate_skill(replace(request, group="agentsandbox.io", version="v1alpha1",
-                                    kind="Skill", resource="skills", sub_resource="",
-                                    operation="CREATE", name=name, object=skill,
-                                    old_object=None), context)
+    judged = validate_skill(request._replace(group="agentsandbox.io", version="v1alpha1",
+                                             kind="Skill", resource="skills", sub_resource="",
+                                             operation="CREATE", name=name, object=skill,
+                                             old_object=None), context)
     broken = [v for v in judged.violations if active(context.policy, v.rule)]
     if broken:
         b.violate(RULE, PATH, f"Skill {name!r}'s egress is not approved for namespace "

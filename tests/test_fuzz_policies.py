@@ -99,7 +99,7 @@ def test_mutate_then_validate_agree_on_mutated_pods(document: dict[str, Any],
 
 
 def _fields(request: Request) -> dict[str, Any]:
-    return {name: getattr(request, name) for name in request.__dataclass_fields__}
+    return request._asdict()
 
 
 @pytest.mark.parametrize("depth", [100, 500, 1000])

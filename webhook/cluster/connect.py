@@ -10,12 +10,18 @@ from __future__ import annotations
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 
+from webhook.cluster.listing import SourceError
+
 
 def connect() -> client.ApiClient:
+    """The client, or ``SourceError`` (one clear sentence) when there are no credentials."""
     configuration = client.Configuration()
     try:
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    except ConfigException:
-        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        try:
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except ConfigException:
+            config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except (ConfigException, OSError) as exc:
+        raise SourceError(f"no cluster credentials (in-cluster or kubeconfig): {exc}") from exc
     client.Configuration.set_default(configuration)
     return client.ApiClient(configuration)

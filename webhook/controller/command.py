@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
+from webhook.cluster.listing import SourceError
 from webhook.config.flags import add_env_argument
 from webhook.controller.run import ControllerSettings, run_controller
 
@@ -43,7 +45,14 @@ def register_controller_command(subparsers: Any) -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run_controller(ControllerSettings(
-        namespace=args.namespace, policy_path=Path(args.policy) if args.policy else None,
-        registry_configmap=args.registry_configmap, lease_name=args.lease_name,
-        metrics_port=args.metrics_port, resync_seconds=args.resync_seconds))
+    try:
+        return run_controller(ControllerSettings(
+            namespace=args.namespace, policy_path=Path(args.policy) if args.policy else None,
+            registry_configmap=args.registry_configmap, lease_name=args.lease_name,
+            metrics_port=args.metrics_port, resync_seconds=args.resync_seconds))
+    except SourceError as exc:  # no cluster to reach: one line and exit 2, as doctor and audit
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_UNREACHABLE
+
+
+EXIT_UNREACHABLE = 2

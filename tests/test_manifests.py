@@ -286,6 +286,7 @@ def test_pod_entries_select_enforced_namespaces_and_warn_twins_use_warn_paths(
         ("pods/status", ("UPDATE",)),
         ("pods/exec", ("CONNECT",)),
         ("pods/attach", ("CONNECT",)),
+        ("pods/binding", ("CREATE",)),
     }
     # kubectl debug's containers are hardened by the mutating webhook, in both modes.
     for name in ("mutate.pods.agentsandbox.io", "mutate.pods-warn.agentsandbox.io"):

@@ -46,6 +46,8 @@ VALIDATING: Mapping[tuple[str, str], Handler] = MappingProxyType({
     # CONNECT on pods/exec and pods/attach: the request object is the options.
     ("", "PodExecOptions"): pods.validate_connect,
     ("", "PodAttachOptions"): pods.validate_connect,
+    # pods/binding CREATE: the API server copies a Binding's annotations onto the pod.
+    ("", "Binding"): pods.validate_binding,
     ("networking.istio.io", "ServiceEntry"): validate_serviceentry,
     ("agentsandbox.io", "Skill"): validate_skill,
     # Istio objects that can undo REGISTRY_ONLY; the configuration sends agent namespaces,

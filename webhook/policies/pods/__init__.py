@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from webhook.core.review import Request
 from webhook.policies.context import Context
+from webhook.policies.pods.binding import validate_binding
 from webhook.policies.pods.connect import validate_connect
 from webhook.policies.pods.mutate import mutate_ephemeral, mutate_pod_object
 from webhook.policies.pods.template import check_pod_template
@@ -38,6 +39,7 @@ __all__ = [
     "check_pod_template",
     "mutate_pod",
     "mutate_pod_object",
+    "validate_binding",
     "validate_connect",
     "validate_pod",
     "validate_pod_object",
@@ -66,7 +68,8 @@ def validate_pod(request: Request, context: Context) -> Verdict:
                                           namespace=request.object_namespace),
                       check_skill_label(request, context))
     if request.operation != "UPDATE":
-        # CREATE of a subresource (binding, eviction) is not selected by the configuration.
+        # CREATE of pods/binding arrives as kind Binding (validate_binding); eviction is
+        # not selected.
         return Verdict()
     skill = check_skill_label(request, context)  # a label: any UPDATE can change it
     if request.sub_resource in (None, "", "status"):

@@ -1,27 +1,20 @@
 """Connecting the kubernetes client for the long-running background users (controller, Skill
 cache): the pod's service account when in a cluster, else ``$KUBECONFIG``/~/.kube/config.
 
-The configuration also becomes the client's default, because the client's ``LeaseLock``
-builds its own ``CoordinationV1Api()`` from it.
+The credentials are found exactly as for ``audit`` and ``doctor``
+(``listing.api_client_from_environment``, which raises ``SourceError`` in one sentence when
+there are none). The configuration also becomes the client's default, because the client's
+``LeaseLock`` builds its own ``CoordinationV1Api()`` from it.
 """
 
 from __future__ import annotations
 
-from kubernetes import client, config
-from kubernetes.config.config_exception import ConfigException
+from kubernetes import client
 
-from webhook.cluster.listing import SourceError
+from webhook.cluster.listing import api_client_from_environment
 
 
 def connect() -> client.ApiClient:
-    """The client, or ``SourceError`` (one clear sentence) when there are no credentials."""
-    configuration = client.Configuration()
-    try:
-        try:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except ConfigException:
-            config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    except (ConfigException, OSError) as exc:
-        raise SourceError(f"no cluster credentials (in-cluster or kubeconfig): {exc}") from exc
-    client.Configuration.set_default(configuration)
-    return client.ApiClient(configuration)
+    api_client: client.ApiClient = api_client_from_environment()
+    client.Configuration.set_default(api_client.configuration)
+    return api_client

@@ -27,6 +27,10 @@ from webhook.core.labels import ENFORCE_LABEL
 REQUEST_TIMEOUT_SECONDS = 30.0
 
 
+# The exit status of every command that finds no cluster to talk to (doctor, controller).
+EXIT_UNREACHABLE = 2
+
+
 class SourceError(WebhookError):
     """The cluster could not be reached or refused to list (the message says which call)."""
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from webhook.cluster.listing import SourceError
+from webhook.cluster.listing import EXIT_UNREACHABLE, SourceError
 from webhook.config.flags import add_env_argument
 from webhook.controller.run import ControllerSettings, run_controller
 
@@ -53,6 +53,3 @@ def _run(args: argparse.Namespace) -> int:
     except SourceError as exc:  # no cluster to reach: one line and exit 2, as doctor and audit
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_UNREACHABLE
-
-
-EXIT_UNREACHABLE = 2

@@ -13,14 +13,13 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from webhook.cluster.inspection import ClusterInspector, KubernetesInspector
-from webhook.cluster.listing import SourceError, api_client_from_environment
+from webhook.cluster.listing import EXIT_UNREACHABLE, SourceError, api_client_from_environment
 from webhook.tools.doctor.checks import run_checks
 from webhook.tools.doctor.findings import Finding
 from webhook.tools.doctor.snapshot import Settings, gather
 
 EXIT_READY = 0
 EXIT_NOT_READY = 1
-EXIT_UNREACHABLE = 2
 
 
 def register_doctor_command(subparsers: Any) -> argparse.ArgumentParser:

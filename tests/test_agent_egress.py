@@ -280,6 +280,27 @@ def test_a_skill_whose_egress_is_no_longer_approved_is_refused() -> None:
     assert "skill.host-not-approved" in outcome.review["response"]["status"]["message"]
 
 
+RATES_SKILL = {"apiVersion": "agentsandbox.io/v1alpha1", "kind": "Skill",
+               "metadata": {"name": "fx", "namespace": "agents"},
+               "spec": {"egressRequirements": [
+                   {"host": "rates.example.com", "port": 443, "protocol": "HTTPS"}]}}
+
+
+@pytest.mark.parametrize(("account", "refused"), [("default", True), ("news-agent", True),
+                                                  ("currency-agent", False)])
+def test_a_skill_lends_hosts_limited_to_service_accounts_only_to_those_accounts(
+        account: str, refused: bool) -> None:
+    document = pod_review({SKILL_LABEL: "fx"}, account=account)
+    document["request"]["namespace"] = "agents"
+    outcome = admit(review_from_document(document), stage=Stage.VALIDATE,
+                    context=Context(policy=POLICY, registry=REGISTRY,
+                                    skills=SkillCatalog([RATES_SKILL])))
+    assert ("pod.skill" in outcome.rules) is refused
+    if refused:
+        message = outcome.review["response"]["status"]["message"]
+        assert "only for service accounts currency-agent" in message
+
+
 def test_labelling_a_running_pod_with_a_skill_is_checked_like_a_create() -> None:
     request = skill_pod_update("no-such-skill")
     outcome = admit(request, stage=Stage.VALIDATE,

@@ -98,7 +98,8 @@ POD_RULES = (
     Rule("pod.agent-identity", "Pod", "the agentsandbox.io/service-account label names the "
          "pod's own service account (set when absent; per-agent Sidecars select on it)"),
     Rule("pod.skill", "Pod", "a pod naming a Skill (agentsandbox.io/skill) names one that "
-         "exists in its namespace with approved egress"),
+         "exists in its namespace with approved egress, and runs as a service account every "
+         "Skill host limited to service accounts is approved for"),
 )
 
 SERVICEENTRY_RULES = (

@@ -124,6 +124,17 @@ class Registry(StrictModel):
                 and (e.effective_namespaces() is None
                      or namespace in (e.effective_namespaces() or ()))]
 
+    def service_accounts_for(self, key: Host, namespace: str) -> frozenset[str] | None:
+        """The service accounts of ``namespace`` that ``key`` is limited to (None: every pod).
+
+        Entries add up: one entry for ``key`` without a limit opens it to every pod.
+        """
+        limits = [entry.service_accounts_in(namespace)
+                  for entry in self.entries_for(key, namespace)]
+        if not limits or any(limit is None for limit in limits):
+            return None
+        return frozenset().union(*(limit or () for limit in limits))
+
     def mesh_wide_export(self, *, host: str, namespace: str) -> bool:
         return self.index.grant(host, namespace).mesh_wide_export
 

@@ -18,8 +18,11 @@ from typing import Any
 from webhook.core.errors import Undecidable
 from webhook.core.labels import SKILL_LABEL
 from webhook.core.review import Request
+from webhook.egress.hosts import HostError, parse_host
+from webhook.egress.index import Approval
 from webhook.policies.context import Context
 from webhook.policies.egress import active
+from webhook.policies.pods.agentlabels import service_account
 from webhook.policies.result import Verdict, VerdictBuilder
 from webhook.policies.skills import validate_skill
 
@@ -63,4 +66,35 @@ def check_skill_label(request: Request, context: Context) -> Verdict:
     if broken:
         b.violate(RULE, PATH, f"Skill {name!r}'s egress is not approved for namespace "
                   f"{namespace} ({broken[0].render()}); fix the Skill or the registry")
+        return b.build()
+    _check_account_limits(b, pod, skill, name=name, namespace=namespace, context=context)
     return b.build()
+
+
+def _check_account_limits(b: VerdictBuilder, pod: Any, skill: dict[str, Any], *, name: str,
+                          namespace: str, context: Context) -> None:
+    """A Skill lends its hosts to every pod naming it: a host the registry limits to some
+    service accounts is only for pods running as one of them (else the label would borrow a
+    neighbour's egress through the Skill's Sidecar)."""
+    registry = context.registry
+    spec = pod.get("spec") if isinstance(pod, dict) else None
+    account = service_account(spec if isinstance(spec, dict) else {})
+    requirements = (skill.get("spec") or {}).get("egressRequirements") or []
+    for item in requirements if isinstance(requirements, list) else []:
+        if registry is None or not isinstance(item, dict):
+            return
+        try:
+            host = parse_host(item.get("host"),
+                              cluster_domains=(context.policy.dns.cluster_domain,)).name
+        except HostError:
+            continue  # validate_skill already judged the Skill's own syntax
+        approval = registry.approve(host=host, namespace=namespace)
+        if not isinstance(approval, Approval):
+            continue
+        accounts = registry.service_accounts_for(approval.key, namespace)
+        if accounts is not None and account not in accounts:
+            b.violate(RULE, PATH, f"Skill {name!r} reaches {host}, which the registry "
+                      f"approves in {namespace} only for service accounts "
+                      f"{', '.join(sorted(accounts))}, and this pod runs as {account!r}; run "
+                      "the pod as one of them, or approve the host for it in the registry")
+            return

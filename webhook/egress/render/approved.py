@@ -54,12 +54,11 @@ def approved_for(registry: Registry, namespace: str) -> Approved:
             suffix_pairs.update(pairs)
         else:
             exact.append(ExactHost(key.name, pairs, tuple(sorted(addresses, key=str))))
-        limits = [entry.service_accounts_in(namespace)
-                  for entry in registry.entries_for(key, namespace)]
-        if any(limit is None for limit in limits):
+        accounts = registry.service_accounts_for(key, namespace)
+        if accounts is None:
             open_hosts.append(str(key))
             continue
-        for account in sorted(set().union(*(limit or () for limit in limits))):
+        for account in sorted(accounts):
             by_account.setdefault(account, []).append(str(key))
     return Approved(namespace, tuple(exact), tuple(suffixes), frozenset(suffix_pairs),
                     tuple(_exact_first(open_hosts)), MappingProxyType(

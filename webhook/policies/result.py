@@ -8,14 +8,17 @@ Kubernetes clients.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 PatchOp = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """A broken rule: ``path`` is the offending field, ``message`` says what and how to fix."""
+class Violation(NamedTuple):
+    """A broken rule: ``path`` is the offending field, ``message`` says what and how to fix.
+
+    NamedTuples (here and ``Mutation``): immutable records built with one C call, several
+    per review on the hot path.
+    """
 
     rule: str
     path: str
@@ -25,8 +28,7 @@ class Violation:
         return f"[{self.rule}] {self.path}: {self.message}"
 
 
-@dataclass(frozen=True, slots=True)
-class Mutation:
+class Mutation(NamedTuple):
     """A change the webhook makes, as JSON Patch operations against the raw request object.
 
     ``field`` names what changed for metrics (``runtimeClassName``, ``memory``, ``dnsConfig``,
@@ -56,24 +58,6 @@ def merged(first: Verdict, second: Verdict) -> Verdict:
                    first.warnings + second.warnings)
 
 
-# Fast constructors for the frozen records the builder makes on the hot path. A frozen
-# dataclass's generated __init__ sets every field through object.__setattr__ (~1 µs for four
-# fields); a patched pod makes seven Mutations per review. Setting the slots through their
-# descriptors makes the very same object, as immutable afterwards, for about 40 % less.
-_new = object.__new__
-_set_rule, _set_field, _set_ops, _set_note = (
-    Mutation.__dict__[name].__set__ for name in ("rule", "field", "ops", "note"))
-
-
-def _mutation(rule: str, field_name: str, ops: tuple[PatchOp, ...], note: str) -> Mutation:
-    mutation: Mutation = _new(Mutation)
-    _set_rule(mutation, rule)
-    _set_field(mutation, field_name)
-    _set_ops(mutation, ops)
-    _set_note(mutation, note)
-    return mutation
-
-
 class VerdictBuilder:
     """Accumulates a Verdict while a policy walks an object.
 
@@ -94,7 +78,7 @@ class VerdictBuilder:
         self.violations.append(Violation(rule, path, message))
 
     def mutate(self, rule: str, field_name: str, ops: tuple[PatchOp, ...], note: str) -> None:
-        self.mutations.append(_mutation(rule, field_name, ops, note))
+        self.mutations.append(Mutation(rule, field_name, ops, note))
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)

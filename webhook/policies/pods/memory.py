@@ -99,13 +99,29 @@ def _fast(values: dict[str, Any] | None) -> tuple[Any, str | None]:
         return None, None
     if type(text) is not str:
         return _SLOW, None
+    amount = _AMOUNTS.get(text)
+    if amount is None:
+        amount = _amount(text)
+    return amount, (None if amount is _SLOW else text)
+
+
+# Quantity text -> its usable Amount, or _SLOW. Pods repeat the same few quantities, and
+# comparing the parsed Fraction with zero cost more than the rest of the fast path.
+_AMOUNTS: dict[str, Any] = {}
+_AMOUNTS_SIZE = 1024  # texts come from requests: never grow unbounded
+
+
+def _amount(text: str) -> Any:
     try:
         value = parse_quantity(text)
     except ValueError:
-        return _SLOW, None
-    if value < 0:
-        return _SLOW, None
-    return (int(value) if value.denominator == 1 else value), text
+        amount: Any = _SLOW
+    else:
+        amount = _SLOW if value < 0 else (int(value) if value.denominator == 1 else value)
+    if len(_AMOUNTS) >= _AMOUNTS_SIZE:
+        _AMOUNTS.clear()
+    _AMOUNTS[text] = amount
+    return amount
 
 
 def _read(ref: ContainerRef, section: str, *,

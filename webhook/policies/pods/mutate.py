@@ -83,8 +83,9 @@ def plan_pod(pod: dict[str, Any], *, namespace: str, compiled: CompiledPolicy, p
     path = display_from_pointer(pointer) if pointer else ""
     parts = pod_maps(pod, path=path)
     _, spec, labels, annotations = parts
+    refs = containers(spec, pointer=pointer, path=path)
     sizings = check_parts(parts, compiled=compiled, builder=builder, path=path, final=False,
-                          namespace=namespace, read_memory=False, pointer=pointer)
+                          namespace=namespace, read_memory=False, pointer=pointer, refs=refs)
     raw_metadata = pod.get("metadata")
     maps = _Maps(raw_metadata if isinstance(raw_metadata, dict) else None)
     planned: list[Planned] = []
@@ -129,7 +130,6 @@ def plan_pod(pod: dict[str, Any], *, namespace: str, compiled: CompiledPolicy, p
                                        pointer=pointer):
             planned.append(Planned(dns.RULE, "dnsConfig", ops_, note))
 
-    refs = containers(spec, pointer=pointer, path=path)
     planned.extend(Planned(fill.rule, "securityContext", fill.ops, fill.note)
                    for fill in fills.plan_fills(spec, refs, compiled=compiled,
                                                    pointer=pointer)

@@ -92,14 +92,17 @@ def check_pod(pod: Any, *, compiled: CompiledPolicy, builder: VerdictBuilder, pa
 
 def check_parts(parts: PodMaps, *, compiled: CompiledPolicy, builder: VerdictBuilder,
                 path: str, final: bool, namespace: str | None, read_memory: bool = True,
-                pointer: str = "") -> list[memory.Sizing] | None:
+                pointer: str = "",
+                refs: list[ContainerRef] | None = None) -> list[memory.Sizing] | None:
     """Every pod rule over one pod's ``pod_maps``; violations go to ``builder``.
 
     Returns the app containers' memory sizings (None when the memory rule is off or a
     quantity is unusable), read in the same single pass over the containers as every
     per-container rule. ``read_memory=False`` is the mutating side's order: memory problems
     are reported after every other check (where its raise planning used to find them), and
-    the floors are not checked, since the caller plans raises to meet them.
+    the floors are not checked, since the caller plans raises to meet them. ``refs`` are
+    the spec's ``containers`` when the caller has already walked them (nothing before the
+    walk can raise, so walking earlier changes no answer).
     """
     metadata, spec, labels, annotations = parts
     check_runtime_class(spec, compiled=compiled, builder=builder, path=path, final=final)
@@ -112,7 +115,8 @@ def check_parts(parts: PodMaps, *, compiled: CompiledPolicy, builder: VerdictBui
                           final=final)
     istio.check_annotations(annotations, compiled=compiled, builder=builder, path=path,
                             final=final)
-    refs = containers(spec, pointer=pointer, path=path)
+    if refs is None:
+        refs = containers(spec, pointer=pointer, path=path)
     pod_security = identity.pod_security(spec)
     ids = proxy_ids(refs, pod_security, compiled=compiled, final=final)
     isolation.check_pod_level(metadata, spec, annotations, compiled=compiled, builder=builder,

@@ -11,6 +11,7 @@ from typing import Any
 
 from bench.inprocess import Cost
 from bench.load import Load
+from bench.rules import RuleCost
 
 # The targets (issues 6 and 15). They are reported, never asserted in the test suite.
 TARGET_RATIO = 0.60
@@ -62,6 +63,21 @@ class Scaling:
         return self.many.rate / self.one.rate if self.one.rate else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Ablated:
+    """The webhook with ``removed`` parts answering in no time (``bench.ablated``)."""
+
+    removed: tuple[str, ...]
+    load: Load
+
+
+# What each cumulative removal of the ablation table takes away, in the table's words.
+ABLATION_STEPS = (((), "the webhook as it runs"),
+                  (("record",), "less the decision log and metrics"),
+                  (("record", "decide"), "less the policy"),
+                  (("record", "decide", "parse"), "less the parse"))
+
+
 @dataclass
 class Results:
     generator: str
@@ -72,6 +88,9 @@ class Results:
     rss_mib: dict[str, float] = field(default_factory=dict)
     scaling: list[Scaling] = field(default_factory=list)
     worker_rss_mib: list[float] = field(default_factory=list)
+    rule_costs: list[RuleCost] = field(default_factory=list)
+    rule_case: str = ""
+    ablated: list[Ablated] = field(default_factory=list)
     load_before: float = 0.0
     load_after: float = 0.0
 
@@ -81,6 +100,7 @@ class Results:
         if self.paced is not None:
             total += self.paced.webhook.errors + self.paced.baseline.errors
         total += sum(s.many.errors for s in self.scaling)
+        total += sum(a.load.errors for a in self.ablated)
         return total
 
 
@@ -125,6 +145,36 @@ def scaling_table(results: Results) -> str:
     return "\n".join(lines)
 
 
+def rule_table(results: Results) -> str:
+    lines = [f"What each pod rule costs in process ({results.rule_case}, `admit` alone):", "",
+             "| rule | µs |", "|---|---:|"]
+    lines += [f"| {c.rule} | {c.us:.1f} |" for c in results.rule_costs]
+    return "\n".join(lines)
+
+
+def ablation_table(results: Results) -> str:
+    """Throughput as parts stop costing anything; each step's difference is that part."""
+    lines = ["Where the time goes in the server (pod-8k at 8 connections, each part removed in "
+             "turn; the difference in µs per review is what it costs under load):", "",
+             "| server | rev/s | µs per review | the part removed costs µs |",
+             "|---|---:|---:|---:|"]
+    words = dict(ABLATION_STEPS)
+    previous: float | None = None
+    for ablated in results.ablated:
+        us = 1e6 / ablated.load.rate if ablated.load.rate else float("nan")
+        step = "" if previous is None else f"{previous - us:.0f}"
+        lines.append(f"| {words.get(ablated.removed, ','.join(ablated.removed))} | "
+                     f"{ablated.load.rate:,.0f} | {us:.0f} | {step} |")
+        previous = us
+    base = next((r.baseline for r in results.rows if r.case == TARGET_CASE
+                 and r.connections == 8), None)
+    if base is not None and base.rate and previous is not None:
+        us = 1e6 / base.rate
+        lines.append(f"| the do-nothing server | {base.rate:,.0f} | {us:.0f} | "
+                     f"{previous - us:.0f} (the rest of our handler) |")
+    return "\n".join(lines)
+
+
 def targets(results: Results) -> list[tuple[str, str, bool]]:
     """(target, measured, holds) for each target that this run measured."""
     found: list[tuple[str, str, bool]] = []
@@ -166,6 +216,10 @@ def markdown(results: Results) -> str:
         parts += ["", paced_table(results.paced)]
     if results.scaling:
         parts += ["", scaling_table(results)]
+    if results.ablated:
+        parts += ["", ablation_table(results)]
+    if results.rule_costs:
+        parts += ["", rule_table(results)]
     rss = ", ".join(f"{name} {mib:.1f} MiB" for name, mib in results.rss_mib.items())
     if results.worker_rss_mib:
         rss += ", workers " + " / ".join(f"{mib:.1f}" for mib in results.worker_rss_mib) + " MiB"
@@ -182,6 +236,8 @@ def as_json(results: Results) -> dict[str, Any]:
         raw["ratio"] = row.ratio
         raw["webhook"]["rate"] = row.webhook.rate
         raw["baseline"]["rate"] = row.baseline.rate
+    for ablated, raw in zip(results.ablated, data["ablated"], strict=True):
+        raw["load"]["rate"] = ablated.load.rate
     data["errors"] = results.errors
     data["targets"] = [{"target": t, "measured": m, "holds": ok} for t, m, ok in targets(results)]
     return data

@@ -104,12 +104,13 @@ def _pinned(core: int | None) -> Any:
 
 
 def start(name: str, args: list[str], *, ca: Path, scratch: Path, core: int | None,
-          ready_path: str) -> Server:
+          ready_path: str, env: dict[str, str] | None = None) -> Server:
     port = free_port()
     log = (scratch / f"{name}.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", *args, "--listen", f"{HOST}:{port}"],
                                stdout=log, stderr=subprocess.STDOUT,
-                               preexec_fn=_pinned(core))
+                               preexec_fn=_pinned(core),
+                               env=None if env is None else {**os.environ, **env})
     server = Server(name=name, process=process, port=port, ca=ca, log=log)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -125,12 +126,18 @@ def start(name: str, args: list[str], *, ca: Path, scratch: Path, core: int | No
 
 
 def start_webhook(*, cert: Path, key: Path, ca: Path, registry: Path, scratch: Path,
-                  core: int | None, log_level: str = "info", workers: int = 1) -> Server:
-    server = start(f"webhook-{workers}w" if workers > 1 else "webhook",
-                   ["webhook", "serve", "--tls-cert", str(cert), "--tls-key", str(key),
-                    "--registry", str(registry), "--shutdown-delay", "0",
-                    "--log-level", log_level, "--workers", str(workers)],
-                   ca=ca, scratch=scratch, core=core, ready_path="/readyz")
+                  core: int | None, log_level: str = "info", workers: int = 1,
+                  ablate: tuple[str, ...] | None = None) -> Server:
+    """The real server; with ``ablate``, ``bench.ablated`` with those parts removed."""
+    name = f"webhook-{workers}w" if workers > 1 else "webhook"
+    module, env = "webhook", None
+    if ablate is not None:
+        name = "ablated-" + ("-".join(ablate) or "none")
+        module, env = "bench.ablated", {"BENCH_ABLATE": ",".join(ablate)}
+    server = start(name, [module, "serve", "--tls-cert", str(cert), "--tls-key", str(key),
+                          "--registry", str(registry), "--shutdown-delay", "0",
+                          "--log-level", log_level, "--workers", str(workers)],
+                   ca=ca, scratch=scratch, core=core, ready_path="/readyz", env=env)
     deadline = time.monotonic() + 20
     while workers > 1 and time.monotonic() < deadline:  # every worker listening, not one
         if server.log.name and Path(server.log.name).read_text().count('"msg":"serving"') >= \

@@ -10,7 +10,6 @@ too (its patch operations and its warning). Differences of about 1 µs are noise
 
 from __future__ import annotations
 
-import statistics
 import timeit
 from dataclasses import dataclass
 from importlib import resources
@@ -38,27 +37,42 @@ NONE = "(no pod rule)"
 
 
 def measure(case: Case, registry: Path, *, budget: float) -> list[RuleCost]:
-    """The totals, then each rule's share, most expensive first (about ``budget`` s each)."""
+    """The totals, then each rule's share, most expensive first.
+
+    Each share is timed against its own fresh measurement of every rule on, the two
+    interleaved and the fastest of ``rounds`` runs of each kept, so that a slow patch of the
+    machine hits both sides; ``budget`` (seconds per timing) sets the rounds.
+    """
     base = yaml.safe_load(resources.files("webhook").joinpath("defaults/policy.yaml")
                           .read_text())
     request = parse_review(case.body)
     stage = Stage(case.stage)
     loaded = load_registry(registry)
+    rounds = 1 if budget < 0.1 else 3
 
-    def cost(rules: dict[str, str]) -> float:
+    def timer(rules: dict[str, str]) -> timeit.Timer:
         document = dict(base)
         document["rules"] = rules
         context = Engine(policy=parse_policy(yaml.safe_dump(document), source="bench"),
                          registry=loaded).contexts.enforce
         admit(request, stage=stage, context=context)
-        timer = timeit.Timer(lambda: admit(request, stage=stage, context=context))
-        number, took = timer.autorange()
-        repeat = max(3, min(15, int(budget / max(took, 1e-9))))
-        runs = [t / number * 1e6 for t in timer.repeat(repeat=repeat, number=number)]
-        return min(runs) if len(runs) < 5 else statistics.median(sorted(runs)[:5])
+        return timeit.Timer(lambda: admit(request, stage=stage, context=context))
 
-    every = cost({})
-    shares = [RuleCost(rule.id, every - cost({rule.id: "off"})) for rule in POD_RULES]
+    every = timer({})
+    number, took = every.autorange()
+    number = max(50, int(number * budget / max(took, 1e-9)))
+
+    def pair(other: timeit.Timer) -> tuple[float, float]:
+        on, off = [], []
+        for _ in range(rounds):
+            on.append(every.timeit(number))
+            off.append(other.timeit(number))
+        return min(on) / number * 1e6, min(off) / number * 1e6
+
+    total, none = pair(timer({r.id: "off" for r in POD_RULES}))
+    shares = []
+    for rule in POD_RULES:
+        on, off = pair(timer({rule.id: "off"}))
+        shares.append(RuleCost(rule.id, on - off))
     shares.sort(key=lambda share: share.us, reverse=True)
-    return [RuleCost(EVERY, every), RuleCost(NONE, cost({r.id: "off" for r in POD_RULES})),
-            *shares]
+    return [RuleCost(EVERY, total), RuleCost(NONE, none), *shares]

@@ -135,7 +135,7 @@ def run(*, cases: list[Case], concurrencies: list[int], seconds: float, cost_bud
         rule_case = next((c for c in cases if c.name == RULE_CASE), cases[0])
         if rule_case.stage == "mutate":
             results.rule_case = rule_case.name
-            results.rule_costs = rules.measure(rule_case, registry, budget=cost_budget / 4)
+            results.rule_costs = rules.measure(rule_case, registry, budget=cost_budget / 8)
         if load_core is not None:
             os.sched_setaffinity(0, {load_core})
         bundle = write_dev_bundle(scratch / "tls", dns_names=["localhost"],

@@ -174,6 +174,29 @@ def plan_raises(sizings: list[Sizing], *, annotations: dict[str, Any],
     """The smallest raises that satisfy every floor, in container order, requests first."""
     if not sizings:
         return []
+    main = main_index(sizings, annotations)
+    # The plan depends only on the quantities as written and on which container is main;
+    # pods repeat a few shapes endlessly, so it is worked out once per shape.
+    key = (main, *[(s.request_text, s.limit_text) for s in sizings])
+    plan = _PLANS.get((id(compiled), key))
+    if plan is None or plan[0] is not compiled:
+        plan = (compiled, _plan(sizings, main, compiled))
+        if len(_PLANS) >= _PLANS_SIZE:
+            _PLANS.clear()
+        _PLANS[(id(compiled), key)] = plan
+    return [MemoryRaise(sizings[index].ref, section, value, reason)
+            for index, section, value, reason in plan[1]]
+
+
+# (id(compiled), shape) -> (compiled, planned raises as (container index, section, value,
+# reason)); the compiled policy is kept to tell a reused id from the policy it was made for.
+_PLANS: dict[tuple[int, tuple[Any, ...]], tuple[CompiledPolicy,
+                                                  tuple[tuple[int, str, str, str], ...]]] = {}
+_PLANS_SIZE = 512  # shapes come from requests: never grow unbounded
+
+
+def _plan(sizings: list[Sizing], main: int,
+          compiled: CompiledPolicy) -> tuple[tuple[int, str, str, str], ...]:
     floor_note = compiled.floor_note
     planned: list[tuple[Amount, str | None, str]] = []  # per container and section
     for sizing in sizings:
@@ -196,7 +219,6 @@ def plan_raises(sizings: list[Sizing], *, annotations: dict[str, Any],
             limit, limit_text, limit_reason = request, request_text, "not below its request"
         planned.append((request, request_text, request_reason))
         planned.append((limit, limit_text, limit_reason))
-    main = main_index(sizings, annotations)
     for offset in (0, 1):  # requests, then limits
         total = sum(planned[2 * i + offset][0] for i in range(len(sizings)))
         if total < compiled.pod_floor:
@@ -204,15 +226,15 @@ def plan_raises(sizings: list[Sizing], *, annotations: dict[str, Any],
             planned[2 * main + offset] = (value, None, floor_note)
     if planned[2 * main][0] > planned[2 * main + 1][0]:
         planned[2 * main + 1] = (planned[2 * main][0], planned[2 * main][1], floor_note)
-    raises: list[MemoryRaise] = []
+    raises: list[tuple[int, str, str, str]] = []
     for index, sizing in enumerate(sizings):
         for offset, section in enumerate(SECTIONS):
             value, text, reason = planned[2 * index + offset]
             old = sizing.request if offset == 0 else sizing.limit
             if old is not None and value <= old:
                 continue
-            raises.append(MemoryRaise(sizing.ref, section, text or format_bytes(value), reason))
-    return raises
+            raises.append((index, section, text or format_bytes(value), reason))
+    return tuple(raises)
 
 
 def check_floors(sizings: list[Sizing], *, compiled: CompiledPolicy,

@@ -181,27 +181,32 @@ def _plan_memory(sizings: list[memory.Sizing] | None, annotations: dict[str, Any
     present: dict[str, set[str]] = {}  # container pointer -> resources maps present
     for change in memory.plan_raises(sizings, annotations=annotations, compiled=compiled):
         container = change.ref.pointer
-        if container not in present:
-            present[container] = _resource_maps(change.ref.body)
+        maps = present.get(container)
+        if maps is None:
+            maps = present[container] = _resource_maps(change.ref.body)
         ops: list[PatchOp] = []
-        for part in ("resources", f"resources/{change.section}"):
-            if part not in present[container]:
-                ops.append({"op": "add", "path": f"{container}/{part}", "value": {}})
-                present[container].add(part)
-        ops.append({"op": "add", "path": f"{container}/resources/{change.section}/memory",
+        if "resources" not in maps:
+            ops.append({"op": "add", "path": f"{container}/resources", "value": {}})
+            maps.add("resources")
+        section = change.section
+        if section not in maps:
+            ops.append({"op": "add", "path": f"{container}/resources/{section}", "value": {}})
+            maps.add(section)
+        ops.append({"op": "add", "path": f"{container}/resources/{section}/memory",
                     "value": change.value})
         planned.append(Planned(memory.RULE, "memory", tuple(ops),
-                               f"set {change.ref.short}.resources.{change.section}.memory="
+                               f"set {change.ref.short}.resources.{section}.memory="
                                f"{change.value} ({change.reason})"))
     return planned
 
 
 def _resource_maps(container: dict[str, Any]) -> set[str]:
+    """Which of ``resources``, ``requests`` and ``limits`` the container already has."""
     resources = container.get("resources")
     if not isinstance(resources, dict):
         return set()
-    return {"resources"} | {f"resources/{section}" for section in memory.SECTIONS
-                            if isinstance(resources.get(section), dict)}
+    return {"resources", *[section for section in memory.SECTIONS
+                           if isinstance(resources.get(section), dict)]}
 
 
 def mutate_pod_object(pod: dict[str, Any], *, namespace: str, policy: Policy,

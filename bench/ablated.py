@@ -9,10 +9,12 @@ Owns the server of the "where the time goes in the server" table of ``python -m 
 
 Each part's cost under load is then the difference in throughput, measured the same way as
 the real server's. Only for measuring: the answers are the first request's, whatever is sent.
+One process only: ``--workers`` above 1 would start workers that never load this module.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from typing import Any
@@ -53,6 +55,15 @@ def _ablate(parts: set[str]) -> None:
         names["_record"] = lambda *args, **kwargs: None
 
 
+def _one_process(argv: list[str]) -> bool:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--workers", type=int, default=1)
+    workers: int = parser.parse_known_args(argv)[0].workers
+    return workers == 1
+
+
 if __name__ == "__main__":
+    if not _one_process(sys.argv[1:]):
+        raise SystemExit("bench.ablated serves in one process: --workers must be 1")
     _ablate({part for part in os.environ.get(ABLATE, "").split(",") if part})
     sys.exit(main(sys.argv[1:]))

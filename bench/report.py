@@ -68,7 +68,8 @@ class Ablated:
     """The webhook with ``removed`` parts answering in no time (``bench.ablated``)."""
 
     removed: tuple[str, ...]
-    load: Load
+    load: Load  # the best run
+    errors: int  # over every run, warm-up included
 
 
 # What each cumulative removal of the ablation table takes away, in the table's words.
@@ -91,6 +92,9 @@ class Results:
     rule_costs: list[RuleCost] = field(default_factory=list)
     rule_case: str = ""
     ablated: list[Ablated] = field(default_factory=list)
+    ablation_baseline: Ablated | None = None  # the do-nothing server in the same rounds
+    ablation_case: str = ""
+    ablation_connections: int = 0
     load_before: float = 0.0
     load_after: float = 0.0
 
@@ -100,7 +104,9 @@ class Results:
         if self.paced is not None:
             total += self.paced.webhook.errors + self.paced.baseline.errors
         total += sum(s.many.errors for s in self.scaling)
-        total += sum(a.load.errors for a in self.ablated)
+        total += sum(a.errors for a in self.ablated)
+        if self.ablation_baseline is not None:
+            total += self.ablation_baseline.errors
         return total
 
 
@@ -154,8 +160,9 @@ def rule_table(results: Results) -> str:
 
 def ablation_table(results: Results) -> str:
     """Throughput as parts stop costing anything; each step's difference is that part."""
-    lines = ["Where the time goes in the server (pod-8k at 8 connections, each part removed in "
-             "turn; the difference in µs per review is what it costs under load):", "",
+    lines = [f"Where the time goes in the server ({results.ablation_case} at "
+             f"{results.ablation_connections} connections, each part removed in turn; the "
+             "difference in µs per review is what it costs under load):", "",
              "| server | rev/s | µs per review | the part removed costs µs |",
              "|---|---:|---:|---:|"]
     words = dict(ABLATION_STEPS)
@@ -166,8 +173,7 @@ def ablation_table(results: Results) -> str:
         lines.append(f"| {words.get(ablated.removed, ','.join(ablated.removed))} | "
                      f"{ablated.load.rate:,.0f} | {us:.0f} | {step} |")
         previous = us
-    base = next((r.baseline for r in results.rows if r.case == TARGET_CASE
-                 and r.connections == 8), None)
+    base = results.ablation_baseline.load if results.ablation_baseline else None
     if base is not None and base.rate and previous is not None:
         us = 1e6 / base.rate
         lines.append(f"| the do-nothing server | {base.rate:,.0f} | {us:.0f} | "
@@ -238,6 +244,8 @@ def as_json(results: Results) -> dict[str, Any]:
         raw["baseline"]["rate"] = row.baseline.rate
     for ablated, raw in zip(results.ablated, data["ablated"], strict=True):
         raw["load"]["rate"] = ablated.load.rate
+    if results.ablation_baseline is not None:
+        data["ablation_baseline"]["load"]["rate"] = results.ablation_baseline.load.rate
     data["errors"] = results.errors
     data["targets"] = [{"target": t, "measured": m, "holds": ok} for t, m, ok in targets(results)]
     return data

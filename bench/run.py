@@ -104,22 +104,30 @@ def scaling(drive: Driver, webhook: Server, case: Case, rows: list[Row]) -> list
 
 
 def ablation(drive: Driver, case: Case, *, start: Callable[[tuple[str, ...]], Server],
-             connections: int) -> list[Ablated]:
-    """The webhook with each cumulative removal of ``ABLATION_STEPS``, best of three runs.
+             baseline: Server, connections: int) -> tuple[list[Ablated], Ablated]:
+    """The webhook with each cumulative removal of ``ABLATION_STEPS``, and the do-nothing
+    server, in interleaved rounds (so that a slow patch of the machine hits every one), the
+    best of three rounds each after one to warm up.
 
     Differences of 10-15 µs per review are within this machine's noise; the policy and the
     parse stand well above it.
     """
-    found = []
-    for removed, _ in ABLATION_STEPS:
-        server = start(removed)
-        try:
-            drive(server, case, connections)  # warm up
-            runs = [drive(server, case, connections) for _ in range(3)]
-        finally:
+    servers: list[Server] = []
+    try:
+        for removed, _ in ABLATION_STEPS:
+            servers.append(start(removed))
+        runs: list[list[load.Load]] = [[] for _ in range(len(servers) + 1)]
+        for _ in range(4):
+            for index, server in enumerate([*servers, baseline]):
+                runs[index].append(drive(server, case, connections))
+    finally:
+        for server in servers:
             server.stop()
-        found.append(Ablated(removed, max(runs, key=lambda run: run.rate)))
-    return found
+    found = [Ablated(removed, max(these[1:], key=lambda run: run.rate),
+                     errors=sum(run.errors for run in these))
+             for (removed, _), these in zip(ABLATION_STEPS, runs, strict=False)]
+    return found, Ablated(("everything",), max(runs[-1][1:], key=lambda run: run.rate),
+                          errors=sum(run.errors for run in runs[-1]))
 
 
 def run(*, cases: list[Case], concurrencies: list[int], seconds: float, cost_budget: float,
@@ -161,12 +169,14 @@ def run(*, cases: list[Case], concurrencies: list[int], seconds: float, cost_bud
             results.paced = paced(drive, servers, target, results.rows)
             results.rss_mib = {name: s.peak_rss_mib() for name, s in servers.items()}
             if ablate:
-                results.ablated = ablation(drive, target, connections=PACED_CONNECTIONS,
-                                           start=lambda removed: start_webhook(
-                                               cert=bundle.cert, key=bundle.key,
-                                               ca=bundle.ca_cert, registry=registry,
-                                               scratch=scratch, core=server_core,
-                                               log_level=log_level, ablate=removed))
+                results.ablation_case, results.ablation_connections = (target.name,
+                                                                       PACED_CONNECTIONS)
+                results.ablated, results.ablation_baseline = ablation(
+                    drive, target, connections=PACED_CONNECTIONS, baseline=servers["baseline"],
+                    start=lambda removed: start_webhook(
+                        cert=bundle.cert, key=bundle.key, ca=bundle.ca_cert, registry=registry,
+                        scratch=scratch, core=server_core, log_level=log_level,
+                        ablate=removed))
             if server_core is not None:  # a second core to scale onto
                 many = start_webhook(cert=bundle.cert, key=bundle.key, ca=bundle.ca_cert,
                                      registry=registry, scratch=scratch, core=None,

@@ -126,18 +126,19 @@ def test_memory_floors(name: str) -> None:
 def test_the_remembered_raise_plan_is_per_policy_and_per_main_container() -> None:
     # The raise plan is worked out once per shape of quantities and reused: the same pod
     # under another floor, or with another main container, must not get the first answer.
+    # One policy object throughout, so that later calls find the plans earlier ones made.
     obj = pod(container("a", request="512Mi", limit="512Mi"), container("b"))
     # b gets the container defaults (256Mi/512Mi), a the shortfall to the 2Gi floor.
     first = [("1792Mi", "1792Mi"), ("256Mi", "512Mi")]
-    assert [memory_of(mutated(obj), i) for i in (0, 1)] == first
+    assert [memory_of(mutated(obj, policy_=DEFAULT), i) for i in (0, 1)] == first
     bigger = policy(memory={"podFloor": "3Gi"})
     assert [memory_of(apply(mutate(obj, bigger), obj), i) for i in (0, 1)] == [
         ("2816Mi", "2816Mi"), ("256Mi", "512Mi")]
     other_main = pod(container("a", request="512Mi", limit="512Mi"), container("b"),
                      annotations={"kubectl.kubernetes.io/default-container": "b"})
-    assert [memory_of(mutated(other_main), i) for i in (0, 1)] == [("512Mi", "512Mi"),
-                                                                    ("1536Mi", "1536Mi")]
-    assert [memory_of(mutated(obj), i) for i in (0, 1)] == first
+    assert [memory_of(mutated(other_main, policy_=DEFAULT), i) for i in (0, 1)] == [
+        ("512Mi", "512Mi"), ("1536Mi", "1536Mi")]
+    assert [memory_of(mutated(obj, policy_=DEFAULT), i) for i in (0, 1)] == first
 
 
 def test_the_floor_raise_is_told_in_kubectls_voice() -> None:

@@ -105,22 +105,26 @@ def _fast(values: dict[str, Any] | None) -> tuple[Any, str | None]:
     return amount, (None if amount is _SLOW else text)
 
 
-# Quantity text -> its usable Amount, or _SLOW. Pods repeat the same few quantities, and
-# comparing the parsed Fraction with zero cost more than the rest of the fast path.
-_AMOUNTS: dict[str, Any] = {}
-_AMOUNTS_SIZE = 1024  # texts come from requests: never grow unbounded
+# Quantity text -> its usable Amount. Pods repeat the same few quantities, and comparing the
+# parsed Fraction with zero cost more than the rest of the fast path. Only usable, short texts
+# are kept (the rest take the slow path, which reports them): the texts come from requests.
+_AMOUNTS: dict[str, Amount] = {}
+_AMOUNTS_SIZE = 1024
+_AMOUNT_TEXT_MAX = 64
 
 
 def _amount(text: str) -> Any:
     try:
         value = parse_quantity(text)
     except ValueError:
-        amount: Any = _SLOW
-    else:
-        amount = _SLOW if value < 0 else (int(value) if value.denominator == 1 else value)
-    if len(_AMOUNTS) >= _AMOUNTS_SIZE:
-        _AMOUNTS.clear()
-    _AMOUNTS[text] = amount
+        return _SLOW
+    if value < 0:
+        return _SLOW
+    amount = int(value) if value.denominator == 1 else value
+    if len(text) <= _AMOUNT_TEXT_MAX:
+        if len(_AMOUNTS) >= _AMOUNTS_SIZE:
+            _AMOUNTS.clear()
+        _AMOUNTS[text] = amount
     return amount
 
 
@@ -175,6 +179,9 @@ def plan_raises(sizings: list[Sizing], *, annotations: dict[str, Any],
     if not sizings:
         return []
     main = main_index(sizings, annotations)
+    if len(sizings) > _PLAN_CONTAINERS_MAX:  # rare, and too big a key to keep
+        return [MemoryRaise(sizings[index].ref, section, value, reason)
+                for index, section, value, reason in _plan(sizings, main, compiled)]
     # The plan depends only on the quantities as written and on which container is main;
     # pods repeat a few shapes endlessly, so it is worked out once per shape.
     key = (main, *[(s.request_text, s.limit_text) for s in sizings])
@@ -192,7 +199,8 @@ def plan_raises(sizings: list[Sizing], *, annotations: dict[str, Any],
 # reason)); the compiled policy is kept to tell a reused id from the policy it was made for.
 _PLANS: dict[tuple[int, tuple[Any, ...]], tuple[CompiledPolicy,
                                                   tuple[tuple[int, str, str, str], ...]]] = {}
-_PLANS_SIZE = 512  # shapes come from requests: never grow unbounded
+_PLANS_SIZE = 512  # shapes come from requests: never grow unbounded, in number or in size
+_PLAN_CONTAINERS_MAX = 8
 
 
 def _plan(sizings: list[Sizing], main: int,

@@ -87,8 +87,6 @@ def plan_fills(spec: dict[str, Any], refs: list[ContainerRef], *, compiled: Comp
         security = context_of(ref.body)
         if security is None:
             continue
-        own = f"{ref.pointer}/securityContext"
-        exists = ref.body.get("securityContext") is not None
         wanted: list[tuple[str, str, Any]] = []
         if not pod_level:
             for rule, key, value in ((NON_ROOT, "runAsUser", compiled.default_uid),
@@ -99,13 +97,18 @@ def plan_fills(spec: dict[str, Any], refs: list[ContainerRef], *, compiled: Comp
                 wanted.append((NON_ROOT, "runAsNonRoot", True))
         if security.get("allowPrivilegeEscalation") is None:
             wanted.append((NO_ESCALATION, "allowPrivilegeEscalation", False))
+        drop = on(DROP) and drops_setid(security.get("capabilities")) is False
+        if not (wanted or drop):  # the usual hardened container: nothing to fill
+            continue
+        own = f"{ref.pointer}/securityContext"
+        exists = ref.body.get("securityContext") is not None
         for rule, key, value in wanted:
             if on(rule):
                 ops = parents.ops([(own, exists)], patching=patching(rule))
                 ops.append({"op": "add", "path": f"{own}/{key}", "value": value})
                 fills.append(Fill(rule, tuple(ops), f"set {ref.short}.securityContext.{key}="
                                   f"{yaml_text(value)}"))
-        if on(DROP) and drops_setid(security.get("capabilities")) is False:
+        if drop:
             fills.append(_drop_fill(ref, security, parents, own=own, exists=exists,
                                     patching=patching(DROP)))
     return fills

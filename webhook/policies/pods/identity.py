@@ -136,70 +136,74 @@ def check_container(ref: ContainerRef, role: Role, pod_level: dict[str, Any], *,
         return
     on = compiled.checked.__contains__
     security = context_of(ref.body)
-    where = join(ref.path, "securityContext")
     if security is None:
         if on(NON_ROOT):
-            builder.violate(NON_ROOT, where, "must be an object; fix the container's "
-                            "securityContext")
+            builder.violate(NON_ROOT, join(ref.path, "securityContext"), "must be an object; "
+                            "fix the container's securityContext")
         return
-    missing = _MissingReporter(builder, compiled=compiled, where=where, path=path,
-                               fills=compiled.fill_identity and not final, final=final)
+    # Display paths are built only for a violation, and a missing field is only reported
+    # when the mutating webhook will not fill it: a compliant container needs neither.
+    missing = None if compiled.fill_identity and not final else _MissingReporter(
+        builder, compiled=compiled, ref=ref, path=path, final=final)
     if on(NON_ROOT):
         uid = security.get("runAsUser")
         if uid is not None:
             if not _is_id(uid) or uid == 0:
-                builder.violate(NON_ROOT, f"{where}.runAsUser", _root_message(uid))
-        elif pod_level.get("runAsUser") is None:
+                builder.violate(NON_ROOT, _where(ref, "runAsUser"), _root_message(uid))
+        elif missing is not None and pod_level.get("runAsUser") is None:
             missing.report(NON_ROOT, "runAsUser", "is not set at container or pod level, so "
                            "the image's USER decides the UID, and root (or the proxy's UID) "
                            "would skip capture")
         if security.get("runAsNonRoot") is False:
-            builder.violate(NON_ROOT, f"{where}.runAsNonRoot", "is false, which lets the "
+            builder.violate(NON_ROOT, _where(ref, "runAsNonRoot"), "is false, which lets the "
                             "container run as root, and root can setuid to the Istio proxy's "
                             "UID; remove it")
     if on(GROUP):
         gid = security.get("runAsGroup")
         if gid is not None and not _is_id(gid):
-            builder.violate(GROUP, f"{where}.runAsGroup", f"is {gid!r}, not a GID; set a "
+            builder.violate(GROUP, _where(ref, "runAsGroup"), f"is {gid!r}, not a GID; set a "
                             "number or remove it")
-        elif gid is None and pod_level.get("runAsGroup") is None:
+        elif missing is not None and gid is None and pod_level.get("runAsGroup") is None:
             missing.report(GROUP, "runAsGroup", "is not set at container or pod level, so "
                            "the image's /etc/passwd picks the primary GID, which could be the "
                            "Istio proxy's")
     if on(NO_ESCALATION):
         escalation = security.get("allowPrivilegeEscalation")
         if escalation is None:
-            missing.report(NO_ESCALATION, "allowPrivilegeEscalation", "is not set, so a "
-                           "setuid-root binary in the image gives root, and root can setuid "
-                           "to the proxy's UID")
+            if missing is not None:
+                missing.report(NO_ESCALATION, "allowPrivilegeEscalation", "is not set, so a "
+                               "setuid-root binary in the image gives root, and root can "
+                               "setuid to the proxy's UID")
         elif escalation is not False:
-            builder.violate(NO_ESCALATION, f"{where}.allowPrivilegeEscalation",
+            builder.violate(NO_ESCALATION, _where(ref, "allowPrivilegeEscalation"),
                             f"is {yaml_text(escalation)}: a setuid-root binary in the image "
                             "gives root, and root can setuid to the Istio proxy's UID; set it "
                             "to false (or remove it: the webhook sets false)")
     if on(DROP):
         drops = drops_setid(security.get("capabilities"))
         if drops is None:
-            builder.violate(DROP, f"{where}.capabilities", "must be an object with a drop "
+            builder.violate(DROP, _where(ref, "capabilities"), "must be an object with a drop "
                             "list; set capabilities.drop: [ALL]")
-        elif not drops:
+        elif not drops and missing is not None:
             missing.report(DROP, "capabilities.drop", "does not include ALL (or SETUID and "
                            "SETGID), so a process can change its UID or GID to the proxy's")
 
 
+def _where(ref: ContainerRef, key: str) -> str:
+    return f"{join(ref.path, 'securityContext')}.{key}"
+
+
 class _MissingReporter:
-    """Turns "this field is unset" into a refusal, unless the mutating webhook will fill it."""
+    """Turns "this field is unset" into a refusal (only made when nothing will fill it)."""
 
-    __slots__ = ("builder", "compiled", "fills", "final", "path", "where")
+    __slots__ = ("builder", "compiled", "final", "path", "ref")
 
-    def __init__(self, builder: VerdictBuilder, *, compiled: CompiledPolicy, where: str,
-                 path: str, fills: bool, final: bool) -> None:
-        self.builder, self.compiled, self.where = builder, compiled, where
-        self.path, self.fills, self.final = path, fills, final
+    def __init__(self, builder: VerdictBuilder, *, compiled: CompiledPolicy, ref: ContainerRef,
+                 path: str, final: bool) -> None:
+        self.builder, self.compiled, self.ref = builder, compiled, ref
+        self.path, self.final = path, final
 
     def report(self, rule: str, key: str, what: str) -> None:
-        if self.fills:
-            return
         if key in ("runAsUser", "runAsGroup"):
             value = (self.compiled.default_uid if key == "runAsUser"
                      else self.compiled.default_gid)
@@ -209,7 +213,7 @@ class _MissingReporter:
             fix = f"set {key}: {'[ALL]' if key == 'capabilities.drop' else 'false'}"
         if self.final and self.compiled.fill_identity:
             fix += " (the mutating webhook sets it: is it installed?)"
-        self.builder.violate(rule, f"{self.where}.{key}", f"{what}; {fix}")
+        self.builder.violate(rule, _where(self.ref, key), f"{what}; {fix}")
 
 
 def yaml_text(value: Any) -> str:

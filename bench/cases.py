@@ -1,10 +1,12 @@
 """The AdmissionReview bodies the benchmark sends, and the registry that approves its egress.
 
-Owns the six cases of issue 6: a small pod, an ~8 KB pod (the captured ``pod-create.json``,
+Owns the cases: the six of issue 6, a small pod, an ~8 KB pod (the captured ``pod-create.json``,
 padded with environment variables to 8 KiB of compact JSON, which is what the API server
 sends), a ~20 KB pod (sidecars, env, volumes), a refused pod (host network and the proxy's
-UID), a ServiceEntry and a Skill, both approved by ``REGISTRY_YAML``. Bodies are compact JSON
-bytes built once; the captured reviews come from ``tests/fixtures/reviews``.
+UID), a ServiceEntry and a Skill, both approved by ``REGISTRY_YAML``; and the captured pod
+after this webhook's mutation and Istio's injection, the validating half of a pod create.
+Bodies are compact JSON bytes built once; the captured reviews come from
+``tests/fixtures/reviews``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonpatch
 import orjson
 
 REVIEWS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "reviews"
@@ -134,6 +137,21 @@ def refused_pod() -> dict[str, Any]:
     return review
 
 
+def final_pod() -> dict[str, Any]:
+    """The captured pod as the validating webhook sees it: mutated by this webhook's default
+    policy, then injected by Istio (the captured ``final-pod-after-injection.json`` is Istio's
+    injection of the same pod; the webhook's patch applies to it unchanged)."""
+    from webhook.config.policy import load_policy
+    from webhook.policies.pods import mutate_pod_object
+
+    created = _pod_review()["request"]["object"]
+    verdict = mutate_pod_object(created, namespace="agents", policy=load_policy(None))
+    review = load("final-pod-after-injection.json")
+    ops = [op for mutation in verdict.mutations for op in mutation.ops]
+    review["request"]["object"] = jsonpatch.apply_patch(review["request"]["object"], ops)
+    return review
+
+
 def build_cases() -> list[Case]:
     def case(name: str, path: str, review: dict[str, Any], allowed: bool) -> Case:
         return Case(name, path, orjson.dumps(review), allowed)
@@ -143,6 +161,7 @@ def build_cases() -> list[Case]:
         case("pod-8k", "/mutate", pod_8k(), True),
         case("pod-20k", "/mutate", pod_20k(), True),
         case("pod-refused", "/mutate", refused_pod(), False),
+        case("pod-final", "/validate", final_pod(), True),
         case("serviceentry", "/validate", load("serviceentry-v1.json"), True),
         case("skill", "/validate", load("skill-create.json"), True),
     ]

@@ -10,11 +10,12 @@ find the containers (``istio``) and knows nothing of annotations.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
-from webhook.policies.pods.walk import argv
+from webhook.policies.pods.walk import UNREAD, ContainerRef, argv
 
 PROGRAM = "istio-iptables"
 
@@ -57,6 +58,23 @@ def iptables_argv(container: dict[str, Any]) -> list[str] | None:
     return None
 
 
+class Argv(NamedTuple):
+    """A container's istio-iptables arguments, and whether they are small enough to memoise."""
+
+    words: tuple[str, ...]
+    small: bool
+
+
+def ref_argv(ref: ContainerRef) -> Argv | None:
+    """``iptables_argv`` of a container, read once per review (the ref keeps it)."""
+    read = ref.iptables
+    if read is UNREAD:
+        found = iptables_argv(ref.body)
+        read = ref.iptables = None if found is None else Argv(tuple(found), memoisable(found))
+    result: Argv | None = read
+    return result
+
+
 def parse_args(words: list[str]) -> ParsedArgs:
     parsed = ParsedArgs()
     index = 0
@@ -96,12 +114,19 @@ _MEMO_WORDS = 64
 _MEMO_CHARS = 4096
 
 
-def capture_problems(words: list[str], *, proxy_uid: int, proxy_gid: int,
-                     cni: bool) -> list[str]:
-    """What in these arguments lets outbound traffic skip the proxy (empty: all captured)."""
-    if len(words) <= _MEMO_WORDS and sum(map(len, words)) <= _MEMO_CHARS:
+def memoisable(words: Sequence[str]) -> bool:
+    return len(words) <= _MEMO_WORDS and sum(map(len, words)) <= _MEMO_CHARS
+
+
+def capture_problems(words: Sequence[str], *, proxy_uid: int, proxy_gid: int,
+                     cni: bool, small: bool | None = None) -> list[str]:
+    """What in these arguments lets outbound traffic skip the proxy (empty: all captured).
+
+    ``small`` is ``memoisable(words)`` when the caller knows it (``Argv.small``).
+    """
+    if memoisable(words) if small is None else small:
         return list(_memo_problems(tuple(words), proxy_uid, proxy_gid, cni))
-    return _problems(words, proxy_uid=proxy_uid, proxy_gid=proxy_gid, cni=cni)
+    return _problems(list(words), proxy_uid=proxy_uid, proxy_gid=proxy_gid, cni=cni)
 
 
 @lru_cache(maxsize=128)

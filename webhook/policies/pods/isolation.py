@@ -16,7 +16,7 @@ from enum import Enum
 from typing import Any
 
 from webhook.policies.pods.compiled import CompiledPolicy
-from webhook.policies.pods.iptables import iptables_argv
+from webhook.policies.pods.iptables import ref_argv
 from webhook.policies.pods.walk import INIT_CONTAINERS, ContainerRef, join
 from webhook.policies.result import VerdictBuilder
 
@@ -42,7 +42,7 @@ def classify(ref: ContainerRef, *, final: bool) -> Role:
         if ref.kind == "containers" or ref.body.get("restartPolicy") == "Always":
             return Role.PROXY
         return Role.APP
-    if ref.kind == INIT_CONTAINERS and iptables_argv(ref.body) is not None:
+    if ref.kind == INIT_CONTAINERS and ref_argv(ref) is not None:
         if ref.name == "istio-init":
             return Role.IPTABLES_INIT
         if ref.name == "istio-validation":

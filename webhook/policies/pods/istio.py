@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from webhook.policies.pods.compiled import CompiledPolicy
-from webhook.policies.pods.iptables import capture_problems, iptables_argv
+from webhook.policies.pods.iptables import capture_problems, ref_argv
 from webhook.policies.pods.proxyids import ProxyIds
 from webhook.policies.pods.walk import (
     EPHEMERAL_CONTAINERS,
@@ -203,13 +203,13 @@ def check_sidecar(refs: list[ContainerRef], *, compiled: CompiledPolicy,
                         "istio-validation with the Istio CNI), so no outbound traffic is "
                         "redirected to the proxy; let Istio's injector add it")
     for ref in inits:
-        words = iptables_argv(ref.body)
-        if words is None:
+        found = ref_argv(ref)
+        if found is None:
             builder.violate(rule, join(ref.path, "args"), "does not run istio-iptables; only "
                             "Istio's injector may define this container")
             continue
-        problems = capture_problems(words, proxy_uid=ids.uid, proxy_gid=ids.gid,
-                                    cni=ref.name == "istio-validation")
+        problems = capture_problems(found.words, proxy_uid=ids.uid, proxy_gid=ids.gid,
+                                    cni=ref.name == "istio-validation", small=found.small)
         if problems:
             builder.violate(rule, join(ref.path, "args"), "leaves outbound traffic uncaptured: "
                             f"{'; '.join(problems)}; remove the traffic.sidecar.istio.io/* "

@@ -16,17 +16,16 @@ other container may run as (the policy's, the proxy's, and what iptables really 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from webhook.policies.pods.compiled import CompiledPolicy
-from webhook.policies.pods.iptables import iptables_argv, parse_args
+from webhook.policies.pods.iptables import parse_args, ref_argv
 from webhook.policies.pods.isolation import Role, classify
 from webhook.policies.pods.walk import INIT_CONTAINERS, ContainerRef
 
 
-@dataclass(frozen=True, slots=True)
-class ProxyIds:
+class ProxyIds(NamedTuple):
     uid: int  # the proxy's UID: what istio-iptables -u must say
     gid: int  # the proxy's GID: what istio-iptables -g must say (when given)
     uids: frozenset[int]  # UIDs no other container may run as
@@ -35,8 +34,12 @@ class ProxyIds:
 
 def policy_ids(compiled: CompiledPolicy) -> ProxyIds:
     """The policy's fixed IDs alone (before injection, or when the pod tells nothing)."""
-    return ProxyIds(compiled.proxy_uid, compiled.proxy_gid, frozenset({compiled.proxy_uid}),
-                    frozenset({compiled.proxy_gid}))
+    return _fixed_ids(compiled.proxy_uid, compiled.proxy_gid)
+
+
+@lru_cache(maxsize=16)  # one pair per loaded policy: built once, not per review
+def _fixed_ids(uid: int, gid: int) -> ProxyIds:
+    return ProxyIds(uid, gid, frozenset({uid}), frozenset({gid}))
 
 
 def _id(value: Any) -> int | None:
@@ -68,19 +71,30 @@ def proxy_ids(refs: list[ContainerRef], pod_security: dict[str, Any], *,
     for ref in refs:
         if ref.kind != INIT_CONTAINERS or ref.name not in ("istio-init", "istio-validation"):
             continue
-        words = iptables_argv(ref.body)
-        if words is None:
+        found = ref_argv(ref)
+        if found is None:
             continue
-        values = parse_args(words).values
-        exempt_uid = _numeric(values.get("proxy-uid"))
-        exempt_gid = _numeric(values.get("proxy-gid"))
-        if exempt_gid is None:
-            exempt_gid = exempt_uid  # istio-iptables exempts -u's value as a GID without -g
+        exempt_uid, exempt_gid = (_memo_exempted(found.words) if found.small
+                                  else _exempted(found.words))
         if exempt_uid is not None:
             uids.add(exempt_uid)
         if exempt_gid is not None:
             gids.add(exempt_gid)
     return ProxyIds(uid, gid, frozenset(uids), frozenset(gids))
+
+
+def _exempted(words: tuple[str, ...]) -> tuple[int | None, int | None]:
+    """The UID and GID these istio-iptables arguments exempt from capture."""
+    values = parse_args(list(words)).values
+    exempt_uid = _numeric(values.get("proxy-uid"))
+    exempt_gid = _numeric(values.get("proxy-gid"))
+    if exempt_gid is None:
+        exempt_gid = exempt_uid  # istio-iptables exempts -u's value as a GID without -g
+    return exempt_uid, exempt_gid
+
+
+# The injector writes the same few vectors into every pod (bounded like capture_problems).
+_memo_exempted = lru_cache(maxsize=128)(_exempted)
 
 
 def _numeric(values: list[str] | None) -> int | None:

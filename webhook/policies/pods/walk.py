@@ -21,14 +21,18 @@ EPHEMERAL_CONTAINERS = "ephemeralContainers"
 ALL_KINDS = (CONTAINERS, INIT_CONTAINERS, EPHEMERAL_CONTAINERS)
 
 
+UNREAD: Any = object()  # a ContainerRef slot not read yet
+
+
 class ContainerRef:
     """One container as found in the raw object, with where it lives.
 
     ``pointer`` and ``path`` are built on first use: on the hot path most containers break
     no rule and need neither, so a ref only stores the pod's own pointer and display path.
+    ``iptables`` holds ``iptables.ref_argv``'s answer once read (several rules ask).
     """
 
-    __slots__ = ("_base_pointer", "_spec_path", "body", "index", "kind", "name")
+    __slots__ = ("_base_pointer", "_spec_path", "body", "index", "iptables", "kind", "name")
 
     def __init__(self, kind: str, index: int, name: str, body: dict[str, Any],
                  base_pointer: str, spec_path: str) -> None:
@@ -38,6 +42,7 @@ class ContainerRef:
         self.body = body
         self._base_pointer = base_pointer  # the pod's JSON pointer ("" for a whole pod)
         self._spec_path = spec_path  # the pod's spec display path, e.g. spec.template.spec
+        self.iptables: Any = UNREAD
 
     @property
     def pointer(self) -> str:

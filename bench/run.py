@@ -1,4 +1,4 @@
-"""The benchmark: ``python -m bench.run`` (about 6 minutes) or ``--quick`` (under a minute).
+"""The benchmark: ``python -m bench.run`` (about 7 minutes) or ``--quick`` (under a minute).
 
 Times the in-process cost of every case, then starts the real webhook and the do-nothing
 server with the same throwaway TLS certificate, both pinned to core 0 while the load

@@ -141,6 +141,19 @@ def test_the_remembered_raise_plan_is_per_policy_and_per_main_container() -> Non
     assert [memory_of(mutated(obj, policy_=DEFAULT), i) for i in (0, 1)] == first
 
 
+def test_raise_plans_are_remembered_only_for_pods_of_a_few_containers() -> None:
+    from webhook.policies.pods.compiled import compile_policy
+
+    compiled = compile_policy(DEFAULT)
+    compiled.raise_plans.clear()
+    mutated(pod(container("a", request="100Mi", limit="100Mi")), policy_=DEFAULT)
+    assert len(compiled.raise_plans) == 1
+    many = pod(*[container(f"c{i}", request="100Mi", limit="100Mi") for i in range(9)])
+    result = mutated(many, policy_=DEFAULT)
+    assert len(compiled.raise_plans) == 1  # nine containers: planned, not kept
+    assert memory_of(result, 0) == ("1248Mi", "1248Mi")  # 2Gi less the other eight's 800Mi
+
+
 def test_the_floor_raise_is_told_in_kubectls_voice() -> None:
     obj = pod(container("a", request="512Mi", limit="512Mi"), container("agent"),
               annotations={"kubectl.kubernetes.io/default-container": "agent"})

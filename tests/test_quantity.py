@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webhook.config.quantity import format_bytes, parse_quantity
+from webhook.config import quantity
+from webhook.config.quantity import exact_quantity, format_bytes, parse_quantity
 
 GI = 2**30
 
@@ -51,3 +52,25 @@ def test_bytes_are_formatted_in_the_largest_exact_binary_unit(value: int | Fract
 def test_formatting_never_renders_below_the_value(value: Fraction) -> None:
     rendered = parse_quantity(format_bytes(value))
     assert value <= rendered < value + 1
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("512Mi", 512 * 2**20), ("0.5Gi", 2**29), ("1e3", 1000), (1073741824, 2**30),
+    ("500m", Fraction(1, 2)), ("-1Ki", -1024)])
+def test_exact_quantity_is_an_int_whenever_whole(text: object, expected: int | Fraction) -> None:
+    value = exact_quantity(text)
+    assert value == parse_quantity(text) == expected
+    assert type(value) is (int if Fraction(expected).denominator == 1 else Fraction)
+
+
+def test_only_short_quantity_texts_are_remembered() -> None:
+    # Texts come from requests: a long (still valid) one is parsed but never kept.
+    long_text = "1" + "0" * 200
+    before = (quantity._memo_exact.cache_info().currsize,
+              quantity._memo_parse.cache_info().currsize)
+    assert exact_quantity(long_text) == 10**200
+    assert parse_quantity(long_text) == 10**200
+    assert (quantity._memo_exact.cache_info().currsize,
+            quantity._memo_parse.cache_info().currsize) == before
+    exact_quantity("3Mi")
+    assert quantity._memo_exact.cache_info().currsize >= 1

@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from webhook.config.policy import MeshFlavour, Policy
-from webhook.config.quantity import parse_quantity
+from webhook.config.quantity import exact_quantity
 from webhook.core.rules import POD_RULES, Mode
 
 # A handful is plenty: a process holds one policy (plus its downgraded twin) at a time, and
@@ -62,6 +62,10 @@ class CompiledPolicy:
     floor_note: str
     # Per-namespace (dnsConfig, its description): a bounded memo, filled on first use.
     _dns: dict[str, tuple[dict[str, Any], str]]
+    # Memory raise plans by shape of a pod's quantities (``memory.plan_raises`` owns it):
+    # (main container, (request text, limit text) per container) -> (container index,
+    # section, value, reason) per raise.
+    raise_plans: dict[tuple[Any, ...], tuple[tuple[int, str, str, str], ...]]
 
     def dns_config(self, namespace: str) -> dict[str, Any]:
         """The exact ``dnsConfig`` an agent pod in ``namespace`` must carry (a fresh dict)."""
@@ -139,11 +143,11 @@ def _build(policy: Policy) -> CompiledPolicy:
         digest=policy.digest,
         runtime_class=policy.runtime_class.name,
         runtime_classes=frozenset(policy.runtime_class.names),
-        pod_floor=_exact(memory.pod_floor),
+        pod_floor=exact_quantity(memory.pod_floor),
         pod_floor_text=memory.pod_floor,
-        default_request=_exact(memory.container_default_request),
+        default_request=exact_quantity(memory.container_default_request),
         default_request_text=memory.container_default_request,
-        default_limit=_exact(memory.container_default_limit),
+        default_limit=exact_quantity(memory.container_default_limit),
         default_limit_text=memory.container_default_limit,
         nameservers=tuple(policy.dns.nameservers),
         cluster_domain=policy.dns.cluster_domain,
@@ -167,10 +171,6 @@ def _build(policy: Policy) -> CompiledPolicy:
         runtime_note=f"set runtimeClassName={policy.runtime_class.name}",
         floor_note=f"pod floor {memory.pod_floor}",
         _dns={},
+        raise_plans={},
     )
 
-
-def _exact(text: str) -> int | Fraction:
-    value = parse_quantity(text)
-    # Whole byte counts as int keep the memory arithmetic in cheap int operations.
-    return int(value) if value.denominator == 1 else value

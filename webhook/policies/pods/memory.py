@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, NamedTuple
 
-from webhook.config.quantity import format_bytes, parse_quantity
+from webhook.config.quantity import exact_quantity, format_bytes
 from webhook.policies.pods.compiled import CompiledPolicy
 from webhook.policies.pods.walk import CONTAINERS, ContainerRef, iter_containers, join
 from webhook.policies.result import VerdictBuilder
@@ -99,33 +99,11 @@ def _fast(values: dict[str, Any] | None) -> tuple[Any, str | None]:
         return None, None
     if type(text) is not str:
         return _SLOW, None
-    amount = _AMOUNTS.get(text)
-    if amount is None:
-        amount = _amount(text)
-    return amount, (None if amount is _SLOW else text)
-
-
-# Quantity text -> its usable Amount. Pods repeat the same few quantities, and comparing the
-# parsed Fraction with zero cost more than the rest of the fast path. Only usable, short texts
-# are kept (the rest take the slow path, which reports them): the texts come from requests.
-_AMOUNTS: dict[str, Amount] = {}
-_AMOUNTS_SIZE = 1024
-_AMOUNT_TEXT_MAX = 64
-
-
-def _amount(text: str) -> Any:
     try:
-        value = parse_quantity(text)
+        amount = exact_quantity(text)
     except ValueError:
-        return _SLOW
-    if value < 0:
-        return _SLOW
-    amount = int(value) if value.denominator == 1 else value
-    if len(text) <= _AMOUNT_TEXT_MAX:
-        if len(_AMOUNTS) >= _AMOUNTS_SIZE:
-            _AMOUNTS.clear()
-        _AMOUNTS[text] = amount
-    return amount
+        return _SLOW, None
+    return (_SLOW, None) if amount < 0 else (amount, text)
 
 
 def _read(ref: ContainerRef, section: str, *,
@@ -150,7 +128,7 @@ def _read(ref: ContainerRef, section: str, *,
         return None, None
     where = join(ref.path, f"resources.{section}.memory")
     try:
-        value = parse_quantity(text)
+        value = exact_quantity(text)
     except ValueError as exc:
         builder.violate(RULE, where, f"{exc}; write the memory as a Kubernetes quantity "
                         "such as 512Mi or 2Gi")
@@ -159,9 +137,7 @@ def _read(ref: ContainerRef, section: str, *,
         builder.violate(RULE, where, f"{text!r} is negative; write a positive quantity "
                         "such as 512Mi")
         return None
-    # Nearly every quantity is a whole number of bytes, and int arithmetic is far cheaper
-    # than Fraction's on the hot path; the two mix exactly.
-    return (int(value) if value.denominator == 1 else value), str(text)
+    return value, str(text)
 
 
 def main_index(sizings: list[Sizing], annotations: dict[str, Any]) -> int:
@@ -179,27 +155,32 @@ def plan_raises(sizings: list[Sizing], *, annotations: dict[str, Any],
     if not sizings:
         return []
     main = main_index(sizings, annotations)
-    if len(sizings) > _PLAN_CONTAINERS_MAX:  # rare, and too big a key to keep
-        return [MemoryRaise(sizings[index].ref, section, value, reason)
-                for index, section, value, reason in _plan(sizings, main, compiled)]
-    # The plan depends only on the quantities as written and on which container is main;
-    # pods repeat a few shapes endlessly, so it is worked out once per shape.
-    key = (main, *[(s.request_text, s.limit_text) for s in sizings])
-    plan = _PLANS.get((id(compiled), key))
-    if plan is None or plan[0] is not compiled:
-        plan = (compiled, _plan(sizings, main, compiled))
-        if len(_PLANS) >= _PLANS_SIZE:
-            _PLANS.clear()
-        _PLANS[(id(compiled), key)] = plan
     return [MemoryRaise(sizings[index].ref, section, value, reason)
-            for index, section, value, reason in plan[1]]
+            for index, section, value, reason in _remembered_plan(sizings, main, compiled)]
 
 
-# (id(compiled), shape) -> (compiled, planned raises as (container index, section, value,
-# reason)); the compiled policy is kept to tell a reused id from the policy it was made for.
-_PLANS: dict[tuple[int, tuple[Any, ...]], tuple[CompiledPolicy,
-                                                  tuple[tuple[int, str, str, str], ...]]] = {}
-_PLANS_SIZE = 512  # shapes come from requests: never grow unbounded, in number or in size
+def _remembered_plan(sizings: list[Sizing], main: int,
+                     compiled: CompiledPolicy) -> tuple[tuple[int, str, str, str], ...]:
+    """``_plan``, worked out once per shape of quantities and policy.
+
+    The plan depends only on the quantities as written and on which container is main, and
+    pods repeat a few shapes endlessly. Shapes come from requests: the memo is bounded in
+    number, and pods with many containers (too big a key to keep) are planned afresh.
+    """
+    if len(sizings) > _PLAN_CONTAINERS_MAX:
+        return _plan(sizings, main, compiled)
+    key = (main, *[(s.request_text, s.limit_text) for s in sizings])
+    plans = compiled.raise_plans
+    plan = plans.get(key)
+    if plan is None:
+        plan = _plan(sizings, main, compiled)
+        if len(plans) >= _PLANS_SIZE:
+            plans.clear()
+        plans[key] = plan
+    return plan
+
+
+_PLANS_SIZE = 512
 _PLAN_CONTAINERS_MAX = 8
 
 

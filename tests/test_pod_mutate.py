@@ -152,6 +152,10 @@ def test_raise_plans_are_remembered_only_for_pods_of_a_few_containers() -> None:
     result = mutated(many, policy_=DEFAULT)
     assert len(compiled.raise_plans) == 1  # nine containers: planned, not kept
     assert memory_of(result, 0) == ("1248Mi", "1248Mi")  # 2Gi less the other eight's 800Mi
+    long_text = "0" * 600 + "100Mi"  # a valid quantity only a direct POST could carry
+    result = mutated(pod(container("a", request=long_text, limit=long_text)), policy_=DEFAULT)
+    assert len(compiled.raise_plans) == 1  # planned, not kept
+    assert memory_of(result, 0) == ("2Gi", "2Gi")
 
 
 def test_the_floor_raise_is_told_in_kubectls_voice() -> None:

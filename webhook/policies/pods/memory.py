@@ -165,11 +165,15 @@ def _remembered_plan(sizings: list[Sizing], main: int,
 
     The plan depends only on the quantities as written and on which container is main, and
     pods repeat a few shapes endlessly. Shapes come from requests: the memo is bounded in
-    number, and pods with many containers (too big a key to keep) are planned afresh.
+    number, and pods with many containers or long quantity texts (too big a key to keep) are
+    planned afresh.
     """
     if len(sizings) > _PLAN_CONTAINERS_MAX:
         return _plan(sizings, main, compiled)
-    key = (main, *[(s.request_text, s.limit_text) for s in sizings])
+    texts = [(s.request_text, s.limit_text) for s in sizings]
+    if sum(len(text or "") for pair in texts for text in pair) > _PLAN_KEY_CHARS:
+        return _plan(sizings, main, compiled)
+    key = (main, *texts)
     plans = compiled.raise_plans
     plan = plans.get(key)
     if plan is None:
@@ -182,6 +186,7 @@ def _remembered_plan(sizings: list[Sizing], main: int,
 
 _PLANS_SIZE = 512
 _PLAN_CONTAINERS_MAX = 8
+_PLAN_KEY_CHARS = 512  # every real pod's quantities are far shorter
 
 
 def _plan(sizings: list[Sizing], main: int,

@@ -140,3 +140,14 @@ def test_the_openshift_verify_pod_is_admitted_on_the_overlay_policy(tmp_path: Pa
     (verdict,) = [r for r in results if r["kind"] == "Pod"]
     assert verdict["verdict"] == "admitted"
     assert {"runtimeClassName", "labels", "securityContext"} <= set(verdict["changes"])
+
+
+def test_the_sample_doctor_output_counts_the_webhooks_the_manifests_install() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for kind, name in (("MutatingWebhookConfiguration", "mutatingwebhookconfiguration.yaml"),
+                       ("ValidatingWebhookConfiguration",
+                        "validatingwebhookconfiguration.yaml")):
+        installed = yaml.safe_load((ROOT / "manifests" / "base" / name).read_text())
+        assert installed["kind"] == kind
+        count = len(installed["webhooks"])
+        assert f"{kind} agent-sandbox-webhook: {count} webhooks;" in readme, (kind, count)
